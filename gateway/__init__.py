@@ -1,0 +1,1 @@
+"""The gateway daemon: config, hub, adapters (southbound), buffer, uplink."""

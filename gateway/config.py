@@ -1,0 +1,181 @@
+"""The gateway's config file (TOML) as frozen, typed dataclasses; every option has a documented default.
+
+``roost gateway config-reference`` prints the whole table of keys, defaults and meanings
+(docs/gateway-config.md holds the same table).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gateway.errors import ConfigError
+from wire import typedconfig
+from wire.names import check_gateway, check_tenant
+from wire.typedconfig import ConfigValueError, doc
+
+DropPolicy = Literal["drop-oldest", "drop-newest", "refuse"]
+Transport = Literal["auto", "wss", "ws", "tcp", "tls"]
+Accept = Literal["paired", "any"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewaySection:
+    """Who this gateway is and where it keeps its state."""
+
+    id: str = doc("Gateway id; empty means: from the hardware serial, else a UUID kept in state_dir", default="")
+    tenant: str = doc("Tenant the gateway belongs to", default="default")
+    state_dir: Path = doc("Folder for the buffer and state (relative to this file)", default=Path("state"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = doc("Log level", default="INFO")
+    shutdown_timeout_s: float = doc("Seconds a clean shutdown may take before it stops waiting", default=5.0)
+
+    def __post_init__(self) -> None:
+        if self.id:
+            _checked("id", check_gateway, self.id)
+        _checked("tenant", check_tenant, self.tenant)
+        if self.shutdown_timeout_s <= 0:
+            raise ConfigValueError("shutdown_timeout_s", "must be greater than 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudSection:
+    """How to reach the cloud."""
+
+    url: str = doc("Cloud base URL; the gateway reads /.well-known/roost there", default="http://127.0.0.1:8080")
+    mqtt_url: str = doc("MQTT URL (wss://, ws://, mqtt://, mqtts://) overriding the discovery document", default="")
+    transport: Transport = doc("auto: what the discovery document names (MQTT over WebSockets)", default="auto")
+    ca_file: Path | None = doc("PEM CA certificate to pin for TLS (wss, mqtts); none = system CAs", default=None)
+    username: str = doc("MQTT username; empty means the gateway id", default="")
+    password_file: Path | None = doc("File holding the MQTT password (mode 0600); none = no password", default=None)
+    keepalive_s: int = doc("MQTT keep-alive in seconds", default=30)
+    connect_timeout_s: float = doc("Seconds to wait for a connection or discovery before retrying", default=10.0)
+    backoff_initial_s: float = doc("First reconnect delay", default=0.5)
+    backoff_max_s: float = doc("Longest reconnect delay (capped exponential backoff with jitter)", default=30.0)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigValueError("url", f"{self.url!r} must start with http:// or https://")
+        if self.mqtt_url and not self.mqtt_url.startswith(("ws://", "wss://", "mqtt://", "mqtts://")):
+            raise ConfigValueError("mqtt_url", f"{self.mqtt_url!r} must start with ws://, wss://, mqtt:// or mqtts://")
+        if not 5 <= self.keepalive_s <= 3600:
+            raise ConfigValueError("keepalive_s", "must be between 5 and 3600")
+        if self.backoff_initial_s <= 0 or self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigValueError("backoff_max_s", "backoffs must be > 0 and backoff_max_s >= backoff_initial_s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UplinkSection:
+    """How readings are batched and sent."""
+
+    batch_max_readings: int = doc("Most readings in one SenML pack", default=1000)
+    batch_max_delay_ms: int = doc("Longest a reading waits for its pack to fill", default=200)
+    inflight: int = doc("Packs published and not yet acknowledged, at most", default=16)
+    encoding: Literal["cbor", "json"] = doc("SenML encoding of packs", default="cbor")
+    compress: Literal["auto", "zlib", "none"] = doc("auto: zlib when the cloud's discovery document allows it",
+                                                   default="auto")
+    ack_timeout_s: float = doc("Seconds to wait for a pack's acknowledgement before sending it again", default=30.0)
+    health_interval_s: float = doc("Seconds between health reports", default=30.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_max_readings <= 50_000:
+            raise ConfigValueError("batch_max_readings", "must be between 1 and 50000")
+        if not 0 <= self.batch_max_delay_ms <= 60_000:
+            raise ConfigValueError("batch_max_delay_ms", "must be between 0 and 60000")
+        if not 1 <= self.inflight <= 1000:
+            raise ConfigValueError("inflight", "must be between 1 and 1000")
+        if self.ack_timeout_s <= 0 or self.health_interval_s <= 0:
+            raise ConfigValueError("ack_timeout_s", "timeouts and intervals must be greater than 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferSection:
+    """The durable, bounded reading buffer (SQLite in WAL mode, synchronous=FULL)."""
+
+    path: Path | None = doc("Buffer database; none means state_dir/buffer.sqlite", default=None)
+    max_bytes: int = doc("Largest the buffered readings may grow (bytes)", default=64 * 1024 * 1024)
+    max_age_s: float = doc("Readings older than this are dropped (seconds; 0 = no limit)", default=7 * 86400.0)
+    policy: DropPolicy = doc("What to do when full: drop-oldest, drop-newest or refuse", default="drop-oldest")
+    commit_interval_ms: float = doc("Longest a write waits to share a commit (group commit)", default=2.0)
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 4096:
+            raise ConfigValueError("max_bytes", "must be at least 4096")
+        if self.max_age_s < 0:
+            raise ConfigValueError("max_age_s", "must be 0 (no limit) or more")
+        if not 0 <= self.commit_interval_ms <= 1000:
+            raise ConfigValueError("commit_interval_ms", "must be between 0 and 1000")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoapSection:
+    """The CoAP adapter (aiocoap): devices POST SenML or metric=value text to /telemetry."""
+
+    enabled: bool = doc("Run the CoAP adapter", default=True)
+    host: str = doc("Address to listen on ('::' for every address)", default="::")
+    port: int = doc("UDP port", default=5683)
+    accept: Accept = doc("paired: only paired sensors are bridged; any: every sender", default="paired")
+    max_payload: int = doc("Largest payload accepted (bytes); larger gets 4.13", default=64 * 1024)
+    max_records: int = doc("Most records in one pack", default=5000)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigValueError("port", "must be between 0 and 65535")
+        if not 16 <= self.max_payload <= 1 << 20:
+            raise ConfigValueError("max_payload", "must be between 16 and 1048576")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdaptersSection:
+    """Southbound adapters; each one's libraries are imported only when it is enabled."""
+
+    coap: CoapSection = doc("CoAP adapter", default_factory=CoapSection)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    """The whole gateway config file."""
+
+    gateway: GatewaySection = doc("This gateway", default_factory=GatewaySection)
+    cloud: CloudSection = doc("The cloud", default_factory=CloudSection)
+    uplink: UplinkSection = doc("Uplink batching", default_factory=UplinkSection)
+    buffer: BufferSection = doc("Durable buffer", default_factory=BufferSection)
+    adapters: AdaptersSection = doc("Adapters", default_factory=AdaptersSection)
+    paired: tuple[str, ...] = doc("Sensor ids allowed when an adapter's accept is 'paired'", default=())
+
+    @property
+    def buffer_path(self) -> Path:
+        """Where the buffer database lives."""
+        return self.buffer.path or self.gateway.state_dir / "buffer.sqlite"
+
+
+def _checked(key: str, check: object, value: str) -> None:
+    try:
+        check(value)  # type: ignore[operator]
+    except ValueError as exc:
+        raise ConfigValueError(key, str(exc)) from exc
+
+
+def load(path: Path) -> GatewayConfig:
+    """Load and check a gateway config file; raise ConfigError naming the file and key path."""
+    try:
+        return typedconfig.load(GatewayConfig, path)
+    except FileNotFoundError as exc:
+        raise ConfigError(path, "", "no such file") from exc
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"is not valid TOML: {exc}") from exc
+    except ConfigValueError as exc:
+        raise ConfigError(path, exc.key_path, exc.problem) from exc
+
+
+def loads(text: str, *, base_dir: Path, name: str = "<embedded>") -> GatewayConfig:
+    """Load a config from a string (the demo's embedded defaults)."""
+    try:
+        return typedconfig.loads(GatewayConfig, text, base_dir=base_dir)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"is not valid TOML: {exc}") from exc
+    except ConfigValueError as exc:
+        raise ConfigError(name, exc.key_path, exc.problem) from exc

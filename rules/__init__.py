@@ -1,0 +1,1 @@
+"""The rule language and engine (pure: readings in, alerts, commands and derived readings out)."""

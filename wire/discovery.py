@@ -1,0 +1,53 @@
+"""The discovery document served at ``/.well-known/roost``."""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+from wire.errors import PayloadError
+
+WELL_KNOWN_PATH = "/.well-known/roost"
+
+AckMode = Literal["cloud", "puback"]
+
+
+class Discovery(TypedDict):
+    """What a gateway needs to know about a cloud, given only its base URL."""
+
+    mqtt_ws_url: str
+    """MQTT over WebSockets, ``ws(s)://host:port/mqtt``."""
+    api_url: str
+    """Base URL of the HTTP API (``.../api/v1``)."""
+    mqtt_tcp_url: NotRequired[str]
+    """Plain MQTT over TCP, where the cloud offers it (``mqtt://host:port``)."""
+    issuer: NotRequired[str]
+    """The OAuth2 issuer, once identity exists."""
+    ack: AckMode
+    """When a gateway may delete a batch: on the cloud's ``ack`` message, or on the broker's PUBACK."""
+    senml_encodings: list[str]
+    """SenML encodings the ingest reads: ``cbor``, ``json``."""
+    senml_compression: list[str]
+    """Compressions the ingest reads: ``zlib``."""
+    max_pack_bytes: int
+
+
+def parse(doc: object) -> Discovery:
+    """Check a discovery document's shape; raise PayloadError naming a missing or wrong field."""
+    if not isinstance(doc, dict):
+        raise PayloadError("the discovery document is not a JSON object")
+    for key in ("mqtt_ws_url", "api_url"):
+        if not isinstance(doc.get(key), str):
+            raise PayloadError(f"the discovery document has no {key!r}")
+    out: Discovery = {
+        "mqtt_ws_url": doc["mqtt_ws_url"],
+        "api_url": doc["api_url"],
+        "ack": "cloud" if doc.get("ack") != "puback" else "puback",
+        "senml_encodings": [str(x) for x in doc.get("senml_encodings", ["cbor", "json"])],
+        "senml_compression": [str(x) for x in doc.get("senml_compression", [])],
+        "max_pack_bytes": int(doc.get("max_pack_bytes", 1 << 20)),
+    }
+    if isinstance(doc.get("mqtt_tcp_url"), str):
+        out["mqtt_tcp_url"] = doc["mqtt_tcp_url"]
+    if isinstance(doc.get("issuer"), str):
+        out["issuer"] = doc["issuer"]
+    return out

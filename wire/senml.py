@@ -1,0 +1,266 @@
+"""SenML (RFC 8428) packs: resolve JSON and CBOR packs into Readings, encode Readings into packs.
+
+A pack on the wire is CBOR (content-format 112) by default, JSON (110) accepted; either may be
+zlib-compressed (RFC 1950). A reader tells them apart by the first byte: a CBOR array starts
+0x80-0x9f, a JSON pack '[' (possibly after whitespace), zlib 0x78.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import cbor2
+
+from wire.errors import InvalidName, PayloadError, PayloadTooLarge
+from wire.names import split_name
+from wire.reading import Reading, Value
+
+# RFC 8428 section 6, table 4: CBOR labels.
+CBOR_LABELS: dict[int, str] = {
+    -1: "bver", -2: "bn", -3: "bt", -4: "bu", -5: "bv", -6: "bs",
+    0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 5: "s", 6: "t", 7: "ut", 8: "vd",
+}
+LABEL_CODES: dict[str, int] = {v: k for k, v in CBOR_LABELS.items()}
+SENML_VERSION = 10
+# RFC 8428 section 4.5.3: a resolved time below 2**28 is relative to "now".
+RELATIVE_TIME_LIMIT = 2**28
+CONTENT_FORMAT_JSON = 110
+CONTENT_FORMAT_CBOR = 112
+DEFAULT_MAX_BYTES = 1 << 20
+DEFAULT_MAX_RECORDS = 100_000
+
+Encoding = Literal["cbor", "json"]
+
+
+def sniff(payload: bytes) -> Literal["cbor", "json", "zlib"]:
+    """Tell a pack's encoding by its first byte, or raise PayloadError."""
+    if not payload:
+        raise PayloadError("empty payload: a SenML pack is an array of records")
+    first = payload[0]
+    if first == 0x78:
+        return "zlib"
+    if 0x80 <= first <= 0x9F:
+        return "cbor"
+    stripped = payload.lstrip()
+    if stripped[:1] == b"[":
+        return "json"
+    raise PayloadError(
+        f"not a SenML pack: first byte 0x{first:02x} is neither a CBOR array (0x80-0x9f), "
+        "a JSON array '[' nor zlib (0x78)"
+    )
+
+
+def _inflate(payload: bytes, max_bytes: int) -> bytes:
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(payload, max_bytes + 1)
+    except zlib.error as exc:
+        raise PayloadError(f"zlib-compressed pack is corrupt: {exc}") from exc
+    if len(out) > max_bytes:
+        raise PayloadTooLarge(len(out), max_bytes)
+    if not d.eof:
+        raise PayloadError("zlib-compressed pack is truncated")
+    return out
+
+
+def load_records(payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[dict[str, Any]]:
+    """Parse a pack (CBOR, JSON or zlib of either) into records with string labels; no resolution."""
+    if len(payload) > max_bytes:
+        raise PayloadTooLarge(len(payload), max_bytes)
+    kind = sniff(payload)
+    if kind == "zlib":
+        payload = _inflate(payload, max_bytes)
+        kind = sniff(payload)
+        if kind == "zlib":
+            raise PayloadError("a zlib pack inside a zlib pack is not allowed")
+    if kind == "json":
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PayloadError(f"JSON SenML pack does not parse: {exc}") from exc
+        if not isinstance(data, list):
+            raise PayloadError("a SenML pack must be a JSON array of records")
+        return [_json_record(i, r) for i, r in enumerate(data)]
+    try:
+        data = cbor2.loads(payload)
+    except Exception as exc:  # cbor2 raises several types for truncated or bad input
+        raise PayloadError(f"CBOR SenML pack does not parse: {exc}") from exc
+    if not isinstance(data, list):
+        raise PayloadError("a SenML pack must be a CBOR array of records")
+    return [_cbor_record(i, r) for i, r in enumerate(data)]
+
+
+def _json_record(index: int, rec: Any) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        raise PayloadError(f"record {index} is not an object")
+    return rec
+
+
+def _cbor_record(index: int, rec: Any) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        raise PayloadError(f"record {index} is not a map")
+    out: dict[str, Any] = {}
+    for key, value in rec.items():
+        if isinstance(key, int) and not isinstance(key, bool):
+            label = CBOR_LABELS.get(key)
+            if label is None:
+                continue  # unknown integer labels are extensions a reader may ignore
+            out[label] = value
+        elif isinstance(key, str):
+            out[key] = value
+        else:
+            raise PayloadError(f"record {index} has a label that is neither an integer nor a string")
+    return out
+
+
+def _number(index: int, label: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(f"record {index}: '{label}' must be a number, not {type(value).__name__}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise PayloadError(f"record {index}: '{label}' must be a finite number")
+    return f
+
+
+def _string(index: int, label: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise PayloadError(f"record {index}: '{label}' must be a string, not {type(value).__name__}")
+    return value
+
+
+def resolve(
+    records: Sequence[dict[str, Any]],
+    *,
+    now: float | None = None,
+    max_records: int = DEFAULT_MAX_RECORDS,
+) -> list[Reading]:
+    """Resolve records (RFC 8428 section 4.6) into Readings; names split at their last ':'."""
+    if not records:
+        raise PayloadError("the pack has no records")
+    if len(records) > max_records:
+        raise PayloadError(f"the pack has {len(records)} records, more than the {max_records} allowed")
+    bn, bt, bu, bv = "", 0.0, None, 0.0
+    now_ts = time.time() if now is None else now
+    out: list[Reading] = []
+    for i, rec in enumerate(records):
+        for label in rec:
+            if label.endswith("_"):
+                raise PayloadError(f"record {i}: must-understand label '{label}' is not supported")
+        if "bver" in rec:
+            ver = rec["bver"]
+            if isinstance(ver, bool) or not isinstance(ver, int) or ver > SENML_VERSION:
+                raise PayloadError(f"record {i}: SenML version {ver!r} is not supported (up to {SENML_VERSION})")
+        if "bn" in rec:
+            bn = _string(i, "bn", rec["bn"])
+        if "bt" in rec:
+            bt = _number(i, "bt", rec["bt"])
+        if "bu" in rec:
+            bu = _string(i, "bu", rec["bu"])
+        if "bv" in rec:
+            bv = _number(i, "bv", rec["bv"])
+        name = bn + (_string(i, "n", rec["n"]) if "n" in rec else "")
+        if not name:
+            raise PayloadError(f"record {i} has no name (neither 'bn' nor 'n')")
+        try:
+            sensor, metric = split_name(name)
+        except InvalidName as exc:
+            raise PayloadError(f"record {i}: {exc}") from exc
+        value: Value
+        kinds = [k for k in ("v", "vs", "vb", "vd") if k in rec]
+        if len(kinds) > 1:
+            raise PayloadError(f"record {i} has more than one value ({', '.join(kinds)})")
+        if not kinds:
+            if "s" in rec:
+                raise PayloadError(f"record {i}: sum-only records are not supported")
+            if set(rec) <= {"bn", "bt", "bu", "bv", "bs", "bver"}:
+                continue  # a record carrying only base values
+            raise PayloadError(f"record {i} ({name}) has no value ('v', 'vs' or 'vb')")
+        kind = kinds[0]
+        if kind == "v":
+            value = _number(i, "v", rec["v"]) + bv
+        elif kind == "vs":
+            value = _string(i, "vs", rec["vs"])
+        elif kind == "vb":
+            if not isinstance(rec["vb"], bool):
+                raise PayloadError(f"record {i}: 'vb' must be true or false")
+            value = rec["vb"]
+        else:
+            raise PayloadError(f"record {i}: data values ('vd') are not supported")
+        t = bt + (_number(i, "t", rec["t"]) if "t" in rec else 0.0)
+        if t < RELATIVE_TIME_LIMIT:
+            t = now_ts + t
+        unit = (_string(i, "u", rec["u"]) if "u" in rec else bu) or None
+        out.append(Reading(sensor=sensor, metric=metric, value=value, ts=round(t, 6), unit=unit))
+    if not out:
+        raise PayloadError("the pack has no records with values")
+    return out
+
+
+def decode(payload: bytes, *, now: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+           max_records: int = DEFAULT_MAX_RECORDS) -> list[Reading]:
+    """Decode a SenML pack (CBOR, JSON or zlib of either) into Readings."""
+    return resolve(load_records(payload, max_bytes=max_bytes), now=now, max_records=max_records)
+
+
+def _compact_number(x: float) -> float | int:
+    # An integral value encodes as a CBOR integer (1-5 bytes) instead of a 9-byte double.
+    if x.is_integer() and abs(x) < 2**53:
+        return int(x)
+    return x
+
+
+def to_records(readings: Iterable[Reading]) -> list[dict[str, Any]]:
+    """Records with string labels for ``readings``: base name per sensor run, base time, relative times."""
+    recs: list[dict[str, Any]] = []
+    bn: str | None = None
+    bt_us: int | None = None
+    bu: str | None = None
+    for r in readings:
+        rec: dict[str, Any] = {}
+        prefix = r.sensor + ":"
+        if prefix != bn:
+            rec["bn"] = prefix
+            bn = prefix
+        ts_us = r.ts_us
+        if bt_us is None:
+            bt_us = ts_us
+            rec["bt"] = _compact_number(ts_us / 1_000_000)
+        elif ts_us != bt_us:
+            rec["t"] = _compact_number(round((ts_us - bt_us) / 1_000_000, 6))
+        if r.unit != bu:
+            if r.unit is None:
+                rec["u"] = ""  # an empty unit cancels the base unit for this record
+            else:
+                rec["bu"] = r.unit
+                bu = r.unit
+        rec["n"] = r.metric
+        if isinstance(r.value, bool):
+            rec["vb"] = r.value
+        elif isinstance(r.value, str):
+            rec["vs"] = r.value
+        else:
+            rec["v"] = _compact_number(float(r.value))
+        recs.append(rec)
+    return recs
+
+
+def encode(readings: Iterable[Reading], *, encoding: Encoding = "cbor", compress: bool = False) -> bytes:
+    """Encode Readings as a SenML pack; CBOR uses RFC 8428's integer labels."""
+    recs = to_records(readings)
+    if encoding == "cbor":
+        body = cbor2.dumps([{LABEL_CODES[k]: v for k, v in rec.items()} for rec in recs])
+    else:
+        body = json.dumps(recs, separators=(",", ":"), allow_nan=False).encode()
+    if compress:
+        return zlib.compress(body, 6)
+    return body
+
+
+def content_format(encoding: Encoding) -> int:
+    """The CoAP content-format number of a SenML encoding."""
+    return CONTENT_FORMAT_CBOR if encoding == "cbor" else CONTENT_FORMAT_JSON
