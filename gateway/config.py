@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from wire import typedconfig
@@ -57,12 +58,21 @@ class CloudSection:
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ConfigValueError("url", f"{self.url!r} must start with http:// or https://")
-        if self.mqtt_url and not self.mqtt_url.startswith(("ws://", "wss://", "mqtt://", "mqtts://")):
-            raise ConfigValueError("mqtt_url", f"{self.mqtt_url!r} must start with ws://, wss://, mqtt:// or mqtts://")
+        _check_url("url", self.url)
+        if self.mqtt_url:
+            if not self.mqtt_url.startswith(("ws://", "wss://", "mqtt://", "mqtts://")):
+                raise ConfigValueError(
+                    "mqtt_url", f"{self.mqtt_url!r} must start with ws://, wss://, mqtt:// or mqtts://"
+                )
+            _check_url("mqtt_url", self.mqtt_url)
         if not 5 <= self.keepalive_s <= 3600:
             raise ConfigValueError("keepalive_s", "must be between 5 and 3600")
-        if self.backoff_initial_s <= 0 or self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigValueError("backoff_max_s", "backoffs must be > 0 and backoff_max_s >= backoff_initial_s")
+        if self.connect_timeout_s <= 0:
+            raise ConfigValueError("connect_timeout_s", "must be greater than 0")
+        if self.backoff_initial_s <= 0:
+            raise ConfigValueError("backoff_initial_s", "must be greater than 0")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigValueError("backoff_max_s", "must be at least backoff_initial_s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,8 +95,10 @@ class UplinkSection:
             raise ConfigValueError("batch_max_delay_ms", "must be between 0 and 60000")
         if not 1 <= self.inflight <= 1000:
             raise ConfigValueError("inflight", "must be between 1 and 1000")
-        if self.ack_timeout_s <= 0 or self.health_interval_s <= 0:
-            raise ConfigValueError("ack_timeout_s", "timeouts and intervals must be greater than 0")
+        if self.ack_timeout_s <= 0:
+            raise ConfigValueError("ack_timeout_s", "must be greater than 0")
+        if self.health_interval_s <= 0:
+            raise ConfigValueError("health_interval_s", "must be greater than 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +136,8 @@ class CoapSection:
             raise ConfigValueError("port", "must be between 0 and 65535")
         if not 16 <= self.max_payload <= 1 << 20:
             raise ConfigValueError("max_payload", "must be between 16 and 1048576")
+        if self.max_records < 1:
+            raise ConfigValueError("max_records", "must be at least 1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +164,18 @@ class GatewayConfig:
         return self.buffer.path or self.gateway.state_dir / "buffer.sqlite"
 
 
+def _check_url(key: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigValueError(key, f"{url!r} is not a valid URL: {exc}") from exc
+    if not parts.hostname:
+        raise ConfigValueError(key, f"{url!r} names no host")
+    if port == 0:
+        raise ConfigValueError(key, f"{url!r}: port must be between 1 and 65535")
+
+
 def _checked(key: str, check: object, value: str) -> None:
     try:
         check(value)  # type: ignore[operator]
@@ -167,6 +193,8 @@ def load(path: Path) -> GatewayConfig:
         raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # tomllib.load decodes the bytes itself and lets this through
+        raise ConfigError(path, "", f"is not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except ConfigValueError as exc:
         raise ConfigError(path, exc.key_path, exc.problem) from exc
 

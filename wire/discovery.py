@@ -38,16 +38,28 @@ def parse(doc: object) -> Discovery:
     for key in ("mqtt_ws_url", "api_url"):
         if not isinstance(doc.get(key), str):
             raise PayloadError(f"the discovery document has no {key!r}")
+    encodings = _strings(doc, "senml_encodings", ["cbor", "json"])
+    compression = _strings(doc, "senml_compression", [])
+    max_pack_bytes = doc.get("max_pack_bytes", 1 << 20)
+    if isinstance(max_pack_bytes, bool) or not isinstance(max_pack_bytes, int) or max_pack_bytes <= 0:
+        raise PayloadError("the discovery document's 'max_pack_bytes' must be a positive integer")
     out: Discovery = {
         "mqtt_ws_url": doc["mqtt_ws_url"],
         "api_url": doc["api_url"],
         "ack": "cloud" if doc.get("ack") != "puback" else "puback",
-        "senml_encodings": [str(x) for x in doc.get("senml_encodings", ["cbor", "json"])],
-        "senml_compression": [str(x) for x in doc.get("senml_compression", [])],
-        "max_pack_bytes": int(doc.get("max_pack_bytes", 1 << 20)),
+        "senml_encodings": encodings,
+        "senml_compression": compression,
+        "max_pack_bytes": max_pack_bytes,
     }
     if isinstance(doc.get("mqtt_tcp_url"), str):
         out["mqtt_tcp_url"] = doc["mqtt_tcp_url"]
     if isinstance(doc.get("issuer"), str):
         out["issuer"] = doc["issuer"]
     return out
+
+
+def _strings(doc: dict[str, object], key: str, default: list[str]) -> list[str]:
+    value = doc.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise PayloadError(f"the discovery document's {key!r} must be a list of strings")
+    return list(value)

@@ -57,7 +57,7 @@ def decode_ack(payload: bytes) -> Ack:
     """An ``ack`` payload, or PayloadError; ``rejected`` defaults to empty."""
     try:
         doc = json.loads(payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PayloadError(f"ack payload is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise PayloadError("ack payload must be a JSON object")
@@ -77,8 +77,15 @@ def decode_health(payload: bytes) -> Health:
     """A ``health`` payload, or PayloadError."""
     try:
         doc = json.loads(payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PayloadError(f"health payload is not JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("counters"), dict):
         raise PayloadError("health payload must be an object with 'counters'")
+    for key in ("ts", "uptime_s"):
+        value = doc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PayloadError(f"health payload's {key!r} must be a number")
+    for key, value in doc["counters"].items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PayloadError(f"health payload's counter {key!r} must be an integer")
     return doc  # type: ignore[return-value]

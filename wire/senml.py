@@ -31,6 +31,9 @@ SENML_VERSION = 10
 RELATIVE_TIME_LIMIT = 2**28
 CONTENT_FORMAT_JSON = 110
 CONTENT_FORMAT_CBOR = 112
+# The encoder starts a new base time rather than write a relative time longer than this: bt + t is summed
+# in doubles, and with a large t the three roundings (bt, t, the sum) can together pass half a microsecond.
+MAX_RELATIVE_US = 2**20 * 1_000_000
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_MAX_RECORDS = 100_000
 
@@ -65,6 +68,8 @@ def _inflate(payload: bytes, max_bytes: int) -> bytes:
         raise PayloadTooLarge(len(out), max_bytes)
     if not d.eof:
         raise PayloadError("zlib-compressed pack is truncated")
+    if d.unused_data:
+        raise PayloadError(f"{len(d.unused_data)} bytes of garbage after the zlib-compressed pack")
     return out
 
 
@@ -81,7 +86,7 @@ def load_records(payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[
     if kind == "json":
         try:
             data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep
             raise PayloadError(f"JSON SenML pack does not parse: {exc}") from exc
         if not isinstance(data, list):
             raise PayloadError("a SenML pack must be a JSON array of records")
@@ -121,7 +126,10 @@ def _cbor_record(index: int, rec: Any) -> dict[str, Any]:
 def _number(index: int, label: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError(f"record {index}: '{label}' must be a number, not {type(value).__name__}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an integer (JSON digits, CBOR bignum) too large for a float
+        f = math.inf
     if not math.isfinite(f):
         raise PayloadError(f"record {index}: '{label}' must be a finite number")
     return f
@@ -163,6 +171,9 @@ def resolve(
             bu = _string(i, "bu", rec["bu"])
         if "bv" in rec:
             bv = _number(i, "bv", rec["bv"])
+        kinds = [k for k in ("v", "vs", "vb", "vd") if k in rec]
+        if not kinds and set(rec) <= {"bn", "bt", "bu", "bv", "bs", "bver"}:
+            continue  # a record carrying only base values (its base name may end in ':', no metric yet)
         name = bn + (_string(i, "n", rec["n"]) if "n" in rec else "")
         if not name:
             raise PayloadError(f"record {i} has no name (neither 'bn' nor 'n')")
@@ -171,18 +182,17 @@ def resolve(
         except InvalidName as exc:
             raise PayloadError(f"record {i}: {exc}") from exc
         value: Value
-        kinds = [k for k in ("v", "vs", "vb", "vd") if k in rec]
         if len(kinds) > 1:
             raise PayloadError(f"record {i} has more than one value ({', '.join(kinds)})")
         if not kinds:
             if "s" in rec:
                 raise PayloadError(f"record {i}: sum-only records are not supported")
-            if set(rec) <= {"bn", "bt", "bu", "bv", "bs", "bver"}:
-                continue  # a record carrying only base values
             raise PayloadError(f"record {i} ({name}) has no value ('v', 'vs' or 'vb')")
         kind = kinds[0]
         if kind == "v":
             value = _number(i, "v", rec["v"]) + bv
+            if not math.isfinite(value):
+                raise PayloadError(f"record {i}: base value plus value is not a finite number")
         elif kind == "vs":
             value = _string(i, "vs", rec["vs"])
         elif kind == "vb":
@@ -192,6 +202,8 @@ def resolve(
         else:
             raise PayloadError(f"record {i}: data values ('vd') are not supported")
         t = bt + (_number(i, "t", rec["t"]) if "t" in rec else 0.0)
+        if not math.isfinite(t):
+            raise PayloadError(f"record {i}: base time plus time is not a finite number")
         if t < RELATIVE_TIME_LIMIT:
             t = now_ts + t
         unit = (_string(i, "u", rec["u"]) if "u" in rec else bu) or None
@@ -227,7 +239,7 @@ def to_records(readings: Iterable[Reading]) -> list[dict[str, Any]]:
             rec["bn"] = prefix
             bn = prefix
         ts_us = r.ts_us
-        if bt_us is None:
+        if bt_us is None or abs(ts_us - bt_us) > MAX_RELATIVE_US:
             bt_us = ts_us
             rec["bt"] = _compact_number(ts_us / 1_000_000)
         elif ts_us != bt_us:

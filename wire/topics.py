@@ -36,9 +36,23 @@ class Topic:
 
 
 def topic(tenant: str, gateway: str, kind: Kind, tail: str | None = None) -> str:
-    """Build a topic string, checking the tenant and gateway ids."""
+    """Build a topic string, checking the tenant and gateway ids, the kind and its last level.
+
+    Raises InvalidName for a bad tenant or gateway id, ValueError for an unknown kind, a missing
+    or unexpected last level, or a last level that is empty or holds an MQTT wildcard.
+    """
     check_tenant(tenant)
     check_gateway(gateway)
+    if kind not in KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}")
+    if tail is None:
+        if _TAILED.get(kind):
+            raise ValueError(f"a {kind} topic needs a last level")
+    else:
+        if kind not in _TAILED:
+            raise ValueError(f"a {kind} topic takes no further levels")
+        if not tail or "+" in tail or "#" in tail or "" in tail.split("/"):
+            raise ValueError(f"topic level {tail!r} is empty or holds an MQTT wildcard ('+', '#')")
     return str(Topic(tenant, gateway, kind, tail))
 
 

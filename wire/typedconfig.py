@@ -8,6 +8,7 @@ documented defaults and the loader can never disagree. Unknown keys are refused.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -90,6 +91,8 @@ def _convert(tp: Any, value: Any, key_path: str, base_dir: Path | None) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigValueError(key_path, f"must be a number, not {value!r}")
+        if not math.isfinite(value):  # TOML has inf and nan; no option means either
+            raise ConfigValueError(key_path, f"must be a finite number, not {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -122,8 +125,14 @@ def build(cls: type[T], data: Any, *, key_path: str = "", base_dir: Path | None 
             continue
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigValueError(_join(key_path, name), "is required")
-        if isinstance(f.default, Path) and base_dir is not None and not f.default.is_absolute():
+        if base_dir is None:
+            continue
+        if isinstance(f.default, Path) and not f.default.is_absolute():
             kwargs[name] = base_dir / f.default  # default paths, too, are relative to the config file
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default) and not isinstance(default, type):
+                kwargs[name] = _rebase(default, base_dir)  # ... also those of a sub-table left out
     try:
         return cls(**kwargs)
     except ConfigValueError as exc:
@@ -131,6 +140,22 @@ def build(cls: type[T], data: Any, *, key_path: str = "", base_dir: Path | None 
         raise ConfigValueError(_join(key_path, exc.key_path) if exc.key_path else key_path, exc.problem) from exc
     except (ValueError, TypeError) as exc:
         raise ConfigValueError(key_path, str(exc)) from exc
+
+
+def _rebase(obj: Any, base_dir: Path) -> Any:
+    """``obj`` (a dataclass instance) with its relative paths, and those of its sub-tables, under ``base_dir``."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        value = getattr(obj, f.name)
+        if isinstance(value, Path) and not value.is_absolute():
+            changes[f.name] = base_dir / value
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            rebased = _rebase(value, base_dir)
+            if rebased is not value:
+                changes[f.name] = rebased
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def load(cls: type[T], path: Path) -> T:

@@ -1,0 +1,323 @@
+"""End-to-end uplink benchmark: CoAP clients -> gateway -> broker -> cloud store, on this machine.
+
+Prints, from one run:
+  * readings/s sustained end to end (from the first post until the cloud has stored the last
+    reading), CoAP posts/s and readings per post;
+  * the gateway's CPU (share of one core) and RSS (peak);
+  * bytes on the wire per reading: TCP payload bytes the gateway sent on its MQTT-over-WebSockets
+    connection (from the kernel's tcp_info via `ss`), divided by the readings sent;
+  * the ceiling: a bare aiomqtt publisher's QoS 1 messages/s (64-byte payloads, 100 in flight)
+    to the same broker over the same transport;
+and the targets they are compared to. Usage: python bench/uplink.py [--seconds 20] [--clients 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wire import senml  # noqa: E402
+from wire.reading import Reading  # noqa: E402
+
+TARGET_READINGS_S = 50_000
+TARGET_BYTES = 12.0
+TARGET_RSS_MB = 60.0
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(url: str, token: str) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"bench: {url} did not answer")
+
+
+# ---------------------------------------------------------------- CoAP load (one process per client)
+def _client_main(port: int, client: int, seconds: float, per_post: int, concurrency: int, out: Any) -> None:
+    asyncio.run(_client(port, client, seconds, per_post, concurrency, out))
+
+
+async def _client(port: int, client: int, seconds: float, per_post: int, concurrency: int, out: Any) -> None:
+    import aiocoap
+
+    ctx = await aiocoap.Context.create_client_context()
+    uri = f"coap://127.0.0.1:{port}/telemetry"
+    acked = posts = failed = 0
+    start = time.time()
+    deadline = time.monotonic() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal acked, posts, failed
+        seq = 0
+        sensor = f"bench-c{client}-w{w}"
+        while time.monotonic() < deadline:
+            base = time.time()
+            readings = []
+            for i in range(per_post):
+                seq += 1
+                # Two-decimal temperatures, like a real sensor; each (sensor, metric, time) unique.
+                readings.append(
+                    Reading(sensor, "temperature", round(20 + (seq % 500) / 100, 2), round(base + i * 1e-5, 6), "Cel")
+                )
+            msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=senml.encode(readings))
+            msg.opt.content_format = senml.CONTENT_FORMAT_CBOR
+            try:
+                resp = await asyncio.wait_for(ctx.request(msg).response, 10)
+            except Exception:
+                failed += 1
+                continue
+            posts += 1
+            if resp.code.is_successful():
+                acked += per_post
+            else:
+                failed += 1
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    await ctx.shutdown()
+    out.put({"acked": acked, "posts": posts, "failed": failed, "start": start, "end": time.time()})
+
+
+# ---------------------------------------------------------------- the ceiling: a bare aiomqtt publisher
+async def bare_publisher(ws_url: str, username: str, password: str, seconds: float = 5.0) -> float:
+    import aiomqtt
+
+    m = re.match(r"ws://([^:/]+):(\d+)(/.*)", ws_url)
+    assert m, ws_url
+    payload = senml.encode([Reading("raw-1", "t", 21.5, time.time())], encoding="json").ljust(64, b" ")
+    count = 0
+    async with aiomqtt.Client(
+        m.group(1),
+        int(m.group(2)),
+        transport="websockets",
+        websocket_path=m.group(3),
+        identifier=username,
+        username=username,
+        password=password,
+        max_inflight_messages=100,
+        max_queued_outgoing_messages=1000,
+    ) as client:
+        sem = asyncio.Semaphore(100)
+        deadline = time.monotonic() + seconds
+        start = time.monotonic()
+
+        async def one() -> None:
+            nonlocal count
+            try:
+                await client.publish(f"roost/default/{username}/telemetry", payload, qos=1)
+                count += 1
+            finally:
+                sem.release()
+
+        tasks = set()
+        while time.monotonic() < deadline:
+            await sem.acquire()
+            t = asyncio.create_task(one())
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - start
+    return count / elapsed
+
+
+def tcp_bytes_sent(pid: int, port: int) -> int:
+    """TCP payload bytes sent by ``pid`` on its connections to ``port`` (kernel tcp_info)."""
+    out = subprocess.run(
+        ["ss", "-tinpH", "dst", f"127.0.0.1:{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    total = 0
+    blocks = re.split(r"\n(?=\S)", out)
+    for block in blocks:
+        if f"pid={pid}," in block:
+            m = re.search(r"bytes_sent:(\d+)", block)
+            if m:
+                total += int(m.group(1))
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=20.0, help="how long the CoAP clients post")
+    ap.add_argument("--clients", type=int, default=2, help="CoAP client processes")
+    ap.add_argument("--concurrency", type=int, default=8, help="posts in flight per client")
+    ap.add_argument("--per-post", type=int, default=60, help="readings per CoAP post (fits one 1 KiB block)")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="roost-bench-"))
+    http_port, coap_port = free_port(), free_port(socket.SOCK_DGRAM)
+    token, gw_secret, raw_secret = (secrets.token_urlsafe(24) for _ in range(3))
+    (tmp / "gw.password").write_text(gw_secret)
+    (tmp / "cloud.toml").write_text(f"""
+[server]
+host = "127.0.0.1"
+port = {http_port}
+[store]
+path = "cloud.sqlite"
+[[auth.gateways]]
+id = "bench-gw"
+tenant = "default"
+password = "{gw_secret}"
+[[auth.gateways]]
+id = "bench-raw"
+tenant = "default"
+password = "{raw_secret}"
+[[auth.observers]]
+token = "{token}"
+tenant = "default"
+""")
+    (tmp / "gateway.toml").write_text(f"""
+[gateway]
+id = "bench-gw"
+state_dir = "gw-state"
+log_level = "WARNING"
+[cloud]
+url = "http://127.0.0.1:{http_port}"
+password_file = "gw.password"
+[uplink]
+batch_max_readings = 5000
+batch_max_delay_ms = 50
+inflight = 16
+health_interval_s = 1.0
+[adapters.coap]
+host = "127.0.0.1"
+port = {coap_port}
+accept = "any"
+max_records = 5000
+""")
+    roost = [sys.executable, "-m", "roost.cli"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    logs = open(tmp / "procs.log", "ab")  # noqa: SIM115 - closed at the end of main
+    cloud = subprocess.Popen(
+        [*roost, "cloud", "serve", "--log-level", "WARNING", "--config", str(tmp / "cloud.toml")],
+        env=env,
+        stdout=logs,
+        stderr=logs,
+    )
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        wait_http(base + "/healthz")
+        disc = json.loads(urllib.request.urlopen(base + "/.well-known/roost", timeout=5).read())
+        ceiling = asyncio.run(bare_publisher(disc["mqtt_ws_url"], "bench-raw", raw_secret))
+
+        gateway = subprocess.Popen(
+            [*roost, "gateway", "run", "--config", str(tmp / "gateway.toml")], env=env, stdout=logs, stderr=logs
+        )
+        gproc = psutil.Process(gateway.pid)
+        time.sleep(3.0)  # connected and idle
+        rss_idle = gproc.memory_info().rss
+        sent0 = tcp_bytes_sent(gateway.pid, http_port)
+        cpu0 = sum(gproc.cpu_times()[:2])
+
+        q: Any = mp.get_context("spawn").Queue()
+        clients = [
+            mp.get_context("spawn").Process(
+                target=_client_main, args=(coap_port, c, args.seconds, args.per_post, args.concurrency, q)
+            )
+            for c in range(args.clients)
+        ]
+        t0 = time.time()
+        for c in clients:
+            c.start()
+        rss_peak = rss_idle
+        results = []
+        while len(results) < len(clients):
+            with contextlib.suppress(queue.Empty):
+                results.append(q.get(timeout=0.5))
+            rss_peak = max(rss_peak, gproc.memory_info().rss)
+        for c in clients:
+            c.join(10)
+        acked = sum(r["acked"] for r in results)
+        posts = sum(r["posts"] for r in results)
+        failed = sum(r["failed"] for r in results)
+        load_s = max(r["end"] for r in results) - min(r["start"] for r in results)
+
+        # Wait until the gateway reports every acknowledged reading as acknowledged by the cloud.
+        sent = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rss_peak = max(rss_peak, gproc.memory_info().rss)
+            gws = {g["id"]: g for g in http_json(base + "/api/v1/gateways", token)["items"]}
+            health = (gws.get("bench-gw") or {}).get("health") or {}
+            sent = int((health.get("counters") or {}).get("sent", 0))
+            if sent >= acked and (health.get("counters") or {}).get("buffered", 1) == 0:
+                break
+            time.sleep(0.1)
+        t_end = time.time() - 1.0  # health reports come once a second: count the last one as a second late
+        cpu = sum(gproc.cpu_times()[:2]) - cpu0
+        wire_bytes = tcp_bytes_sent(gateway.pid, http_port) - sent0
+        e2e_s = max(t_end - t0, load_s)
+
+        print(
+            f"Roost uplink benchmark ({os.cpu_count()} cores, {args.clients} CoAP client processes x "
+            f"{args.concurrency} posts in flight, {args.per_post} readings per post, {args.seconds:g} s)"
+        )
+        print(f"  CoAP posts acknowledged  {posts:>10,}  ({posts / load_s:,.0f}/s; {failed} failed)")
+        print(f"  readings acknowledged    {acked:>10,}  stored by the cloud: {sent:,}")
+        print(f"  end to end               {sent / e2e_s:>10,.0f} readings/s   target >= {TARGET_READINGS_S:,}")
+        print(
+            f"  bytes on the wire        {wire_bytes / max(sent, 1):>10.2f} B/reading   target <= {TARGET_BYTES:g} "
+            f"(TCP payload of the gateway's MQTT/WebSocket connection)"
+        )
+        print(f"  gateway CPU              {100 * cpu / e2e_s:>10.0f} % of one core")
+        print(
+            f"  gateway RSS              {rss_idle / 2**20:>10.1f} MB idle, {rss_peak / 2**20:.1f} MB peak   "
+            f"target < {TARGET_RSS_MB:g} MB"
+        )
+        print(f"  ceiling: bare aiomqtt    {ceiling:>10,.0f} QoS 1 msgs/s (64 B, 100 in flight, same broker, ws)")
+        ok = (
+            sent >= acked
+            and sent / e2e_s >= TARGET_READINGS_S
+            and wire_bytes / max(sent, 1) <= TARGET_BYTES
+            and rss_peak / 2**20 < TARGET_RSS_MB
+        )
+        print(f"  verdict                  {'all targets met' if ok else 'NOT all targets met'}")
+        return 0
+    finally:
+        for p in (gateway, cloud):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        logs.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

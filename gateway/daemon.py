@@ -1,0 +1,113 @@
+"""The gateway daemon: buffer, hub, adapters and uplink under one supervisor, with a bounded shutdown.
+
+Start order: state folder, buffer, hub, uplink, adapters (so nothing is acknowledged to a
+device before the buffer can hold it). Stop order: adapters first (no new readings), then the
+uplink gets ``shutdown_timeout_s`` to have in-flight packs acknowledged, then the buffer commits
+and closes. A subsystem that is still busy at the deadline is named in the log and cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway import identity
+from gateway.adapters.base import Adapter
+from gateway.buffer import DurableBuffer
+from gateway.config import GatewayConfig
+from gateway.hub import Hub
+from gateway.pairing import Pairing
+from gateway.uplink import Uplink
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Daemon:
+    """The running parts, for tests and the local page."""
+
+    gateway_id: str
+    buffer: DurableBuffer
+    hub: Hub
+    pairing: Pairing
+    uplink: Uplink
+    adapters: list[Adapter] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def rejected(self) -> int:
+        """Inputs refused by every adapter since start."""
+        return sum(a.rejected_total for a in self.adapters)
+
+
+def _build_adapters(config: GatewayConfig, hub: Hub, pairing: Pairing) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    if config.adapters.coap.enabled:
+        # Imported only when configured: each radio's or protocol's library costs memory on a Pi.
+        from gateway.adapters.coap import CoapAdapter
+
+        adapters.append(CoapAdapter(config.adapters.coap, hub, pairing))
+    return adapters
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]], deadline: float, what: str) -> None:
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    _done, busy = await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()))
+    for t in busy:
+        _LOGGER.warning("%s %s is still busy at the shutdown deadline", what, t.get_name())
+
+
+async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None = None) -> None:
+    """Run the gateway until cancelled, then shut down within ``gateway.shutdown_timeout_s``."""
+    state_dir = config.gateway.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(state_dir, 0o700)
+    gw_id = identity.gateway_id(state_dir, config.gateway.id)
+    coap = config.adapters.coap
+    pairing = Pairing(config.paired, accept_any=coap.accept == "any")
+    async with DurableBuffer.from_config(config.buffer_path, config.buffer) as buffer:
+        hub = Hub(buffer)
+        adapters = _build_adapters(config, hub, pairing)
+        daemon_ref: list[Daemon] = []
+        uplink = Uplink(
+            gateway_id=gw_id,
+            tenant=config.gateway.tenant,
+            cloud=config.cloud,
+            uplink=config.uplink,
+            buffer=buffer,
+            state_dir=state_dir,
+            extra_counters=lambda: {"rejected": daemon_ref[0].rejected() if daemon_ref else 0},
+        )
+        daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters)
+        daemon_ref.append(daemon)
+        _LOGGER.info("Gateway %s (tenant %s) starting; buffer %s", gw_id, config.gateway.tenant, config.buffer_path)
+        uplink_task = asyncio.create_task(uplink.run(), name="uplink")
+        adapter_tasks = [asyncio.create_task(a.run(), name=f"adapter {a.name}") for a in adapters]
+        if ready is not None:
+            ready(daemon)
+        try:
+            # Run until cancelled, or until a part fails for good (it is logged and the daemon exits).
+            done, _ = await asyncio.wait([uplink_task, *adapter_tasks], return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                exc = None if t.cancelled() else t.exception()
+                if exc is not None:
+                    _LOGGER.error("%s failed: %s", t.get_name(), exc)
+                    raise exc
+        finally:
+            deadline = time.monotonic() + config.gateway.shutdown_timeout_s
+            _LOGGER.info("Gateway %s stopping", gw_id)
+            await _cancel_all(adapter_tasks, deadline, "adapter")
+            hub.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(uplink.flush(max(0.1, deadline - time.monotonic() - 0.5)),
+                                       max(0.2, deadline - time.monotonic()))
+            await _cancel_all([uplink_task], deadline + 1.0, "uplink")
+    _LOGGER.info("Gateway %s stopped", gw_id)

@@ -1,0 +1,1 @@
+"""The ``roost`` command line and the demo: the layer above the gateway and the cloud."""

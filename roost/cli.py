@@ -1,0 +1,149 @@
+"""``roost``: one command line for the demo, the gateway, the cloud and the technician's tools.
+
+Each subcommand imports only what it needs, so ``roost decode`` starts fast and a gateway never
+loads the cloud's libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"roost: {message}", file=sys.stderr)
+    return code
+
+
+def _gateway_run(args: argparse.Namespace) -> int:
+    from gateway import config as gwconfig
+    from gateway.daemon import run as run_gateway
+    from gateway.errors import ConfigError
+    from roost import logsetup
+    from roost.runner import run_until_signal
+
+    try:
+        cfg = gwconfig.load(Path(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    logsetup.setup(cfg.gateway.log_level, name="roost-gateway")
+    return run_until_signal(lambda: run_gateway(cfg))
+
+
+def _gateway_check(args: argparse.Namespace) -> int:
+    from gateway import config as gwconfig
+    from gateway.errors import ConfigError
+
+    try:
+        gwconfig.load(Path(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(f"{args.config}: OK")
+    return 0
+
+
+def _config_reference(cls: type, title: str) -> int:
+    from wire.typedconfig import describe
+
+    print(f"# {title}\n\n| key | default | meaning |\n|---|---|---|")
+    for key, default, text in describe(cls):
+        print(f"| `{key}` | `{default}` | {text} |")
+    return 0
+
+
+def _gateway_reference(_args: argparse.Namespace) -> int:
+    from gateway.config import GatewayConfig
+
+    return _config_reference(GatewayConfig, "Gateway config (gateway.toml)")
+
+
+def _cloud_serve(args: argparse.Namespace) -> int:
+    from cloud import config as cloudconfig
+    from cloud.errors import ConfigError
+    from cloud.server import serve
+    from roost import logsetup
+    from roost.runner import run_until_signal
+
+    try:
+        cfg = cloudconfig.load(Path(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    logsetup.setup(args.log_level, name="roost-cloud")
+    return run_until_signal(lambda: serve(cfg))
+
+
+def _cloud_reference(_args: argparse.Namespace) -> int:
+    from cloud.config import CloudConfig
+
+    return _config_reference(CloudConfig, "Cloud config (cloud.toml)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from roost.demo import run_demo
+
+    return run_demo(
+        http_port=args.http_port, coap_port=args.coap_port, state_dir=args.state_dir, interval=args.interval
+    )
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from roost.decode import decode_command
+
+    return decode_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    p = argparse.ArgumentParser(prog="roost", description="Roost edge gateway: demo, gateway, cloud and tools.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a cloud, a gateway and emulated sensors on this machine")
+    demo.add_argument("--http-port", type=int, default=8080, help="the cloud's HTTP port (default 8080)")
+    demo.add_argument("--coap-port", type=int, default=5683, help="the gateway's CoAP port (default 5683)")
+    demo.add_argument("--state-dir", type=Path, default=None, help="keep state here (default: a new temp folder)")
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between emulated sensor posts")
+    demo.set_defaults(func=_demo)
+
+    gw = sub.add_parser("gateway", help="the gateway daemon").add_subparsers(dest="gw", required=True, metavar="ACTION")
+    run = gw.add_parser("run", help="run the gateway daemon")
+    run.add_argument("--config", "-c", required=True, help="gateway.toml")
+    run.set_defaults(func=_gateway_run)
+    chk = gw.add_parser("check", help="check a gateway config file and exit")
+    chk.add_argument("--config", "-c", required=True)
+    chk.set_defaults(func=_gateway_check)
+    gw.add_parser("config-reference", help="print every gateway option with its default").set_defaults(
+        func=_gateway_reference
+    )
+
+    cl = sub.add_parser("cloud", help="the cloud companion").add_subparsers(dest="cl", required=True, metavar="ACTION")
+    serve = cl.add_parser("serve", help="run the cloud (broker, ingest, store, API) in one process")
+    serve.add_argument("--config", "-c", required=True, help="cloud.toml")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=_cloud_serve)
+    cl.add_parser("config-reference", help="print every cloud option with its default").set_defaults(
+        func=_cloud_reference
+    )
+
+    dec = sub.add_parser("decode", help="decode a payload a technician copied, print JSON")
+    dsub = dec.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    ds = dsub.add_parser("senml", help="a SenML pack (CBOR, JSON or zlib) as hex, @file or - for stdin")
+    ds.add_argument("payload", help="hex bytes, JSON text, @FILE or -")
+    ds.set_defaults(func=_decode)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``roost`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""``roost demo``: a cloud, a gateway and emulated sensors on this machine, stopped with Ctrl-C.
+
+The cloud and the gateway run as their own processes (``roost cloud serve`` and ``roost gateway
+run``) with configs written into the state folder, exactly as an installer would run them; the
+emulated sensors are real aiocoap clients in this process posting SenML (JSON and CBOR) and
+plain ``metric=value`` text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from drivers.climate_emulator import ClimateSensor
+from roost import logsetup
+from wire import senml
+
+_LOGGER = logging.getLogger("roost.demo")
+GATEWAY_ID = "demo-gw"
+STOP_TIMEOUT_S = 4.0
+
+
+def _write_configs(state: Path, http_port: int, coap_port: int, token: str) -> tuple[Path, Path]:
+    secret = secrets.token_urlsafe(24)
+    pw = state / "gateway.password"
+    pw.write_text(secret)
+    pw.chmod(0o600)
+    cloud = state / "cloud.toml"
+    cloud.write_text(f"""# Written by roost demo.
+[server]
+host = "127.0.0.1"
+port = {http_port}
+
+[store]
+path = "cloud/cloud.sqlite"
+
+[[auth.gateways]]
+id = "{GATEWAY_ID}"
+tenant = "default"
+password = "{secret}"
+
+[[auth.observers]]
+token = "{token}"
+tenant = "default"
+""")
+    gateway = state / "gateway.toml"
+    gateway.write_text(f"""# Written by roost demo.
+[gateway]
+id = "{GATEWAY_ID}"
+tenant = "default"
+state_dir = "gateway"
+
+[cloud]
+url = "http://127.0.0.1:{http_port}"
+password_file = "gateway.password"
+backoff_max_s = 5.0
+
+[uplink]
+batch_max_delay_ms = 100
+health_interval_s = 10.0
+
+[adapters.coap]
+host = "127.0.0.1"
+port = {coap_port}
+accept = "any"
+""")
+    return cloud, gateway
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _LOGGER.warning("%s did not stop in time: killing it", p.args[3] if isinstance(p.args, list) else p)
+            p.kill()
+            p.wait(2)
+
+
+async def _sensors(coap_port: int, interval: float) -> None:
+    import aiocoap
+
+    nodes = [
+        ClimateSensor("kitchen-th1", 21.5, seed=1),
+        ClimateSensor("cellar-th2", 14.0, seed=2),
+        ClimateSensor("attic-th3", 24.0, seed=3),
+    ]
+    ctx = await aiocoap.Context.create_client_context()
+    base = f"coap://127.0.0.1:{coap_port}"
+    posted = 0
+    try:
+        while True:
+            now = time.time()
+            posts = [
+                (f"{base}/telemetry", senml.CONTENT_FORMAT_JSON, senml.encode(nodes[0].sample(now), encoding="json")),
+                (f"{base}/telemetry", senml.CONTENT_FORMAT_CBOR, senml.encode(nodes[1].sample(now))),
+                (f"{base}/telemetry/{nodes[2].sensor}", 0, nodes[2].as_text(now).encode()),
+            ]
+            for uri, cf, payload in posts:
+                msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=payload)
+                msg.opt.content_format = cf
+                try:
+                    resp = await asyncio.wait_for(ctx.request(msg).response, 10)
+                except (TimeoutError, aiocoap.error.Error) as exc:
+                    _LOGGER.warning("emulated sensor could not post to %s: %s", uri, exc)
+                    continue
+                if not resp.code.is_successful():
+                    _LOGGER.warning("gateway answered %s: %s", resp.code, resp.payload.decode(errors="replace"))
+                else:
+                    posted += 1
+            if posted and posted % 30 == 0:
+                _LOGGER.info("emulated sensors: %d posts acknowledged by the gateway", posted)
+            await asyncio.sleep(interval)
+    finally:
+        await ctx.shutdown()
+
+
+def run_demo(
+    *, http_port: int = 8080, coap_port: int = 5683, state_dir: Path | None = None, interval: float = 2.0
+) -> int:
+    """Run the demo until Ctrl-C; returns the exit code."""
+    logsetup.setup("INFO", name="roost-demo")
+    state = state_dir or Path(tempfile.mkdtemp(prefix="roost-demo-"))
+    state.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    cloud_cfg, gw_cfg = _write_configs(state, http_port, coap_port, token)
+    # The credential first, flushed, before the API answers (the demo contract).
+    print(f"token: {token}", flush=True)
+    me = [sys.executable, "-m", "roost.cli"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        cloud = subprocess.Popen([*me, "cloud", "serve", "--config", str(cloud_cfg)], env=env)
+        procs.append(cloud)
+        if not _wait_http(f"http://127.0.0.1:{http_port}/healthz", cloud, 60):
+            print(
+                f"roost demo: the cloud did not start on 127.0.0.1:{http_port} (is the port in use?)", file=sys.stderr
+            )
+            return 1
+        gateway = subprocess.Popen([*me, "gateway", "run", "--config", str(gw_cfg)], env=env)
+        procs.append(gateway)
+        print(
+            f"""
+Roost demo is running (Ctrl-C stops it).
+  cloud    http://127.0.0.1:{http_port}/   API, OpenAPI at /openapi.json, MQTT over WebSockets at /mqtt
+  gateway  {GATEWAY_ID}: CoAP on coap://127.0.0.1:{coap_port}/telemetry, buffer in {state}/gateway
+  sensors  kitchen-th1 (SenML JSON), cellar-th2 (SenML CBOR), attic-th3 (metric=value text), every {interval:g} s
+
+Look at the data:
+  curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:{http_port}/api/v1/readings?sensor=kitchen-th1&limit=5'
+  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{http_port}/api/v1/gateways
+Post your own reading:
+  echo '[{{"bn":"my-sensor:","n":"temperature","u":"Cel","v":22.5}}]' > /tmp/r.json
+  coap-client-notls -m post -t 110 -f /tmp/r.json coap://127.0.0.1:{coap_port}/telemetry
+""",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_sensors(coap_port, interval))
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("roost demo: stopping", file=sys.stderr, flush=True)
+        _stop(procs)
