@@ -1,0 +1,249 @@
+"""The HTTP API (FastAPI): readings, gateways, stats, health, the discovery document and MQTT over WebSockets."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud.authz import Authorizer, Principal
+from cloud.broker.base import MessageBroker
+from cloud.config import CloudConfig
+from cloud.errors import ApiError
+from cloud.stats import Stats
+from cloud.store import ReadingQuery, ReadingRow, Store
+from wire.discovery import WELL_KNOWN_PATH, Discovery
+
+_LOGGER = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_LIMIT = 10_000
+_SPACED_OFFSET = re.compile(r" (\d\d:\d\d)$")  # a '+' in a query string arrives as a space
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """What the API reads from."""
+
+    config: CloudConfig
+    store: Store
+    stats: Stats
+    authorizer: Authorizer
+    broker: MessageBroker
+    serve_websocket: Callable[[WebSocket], Awaitable[None]] | None = None
+    tcp_port: Callable[[], int | None] = lambda: None
+    ingest_error: Callable[[], str | None] = lambda: None
+
+
+def rfc3339(ts_us: int) -> str:
+    """``2026-11-25T20:01:02.123456Z`` for a time in integer µs since the epoch."""
+    return (EPOCH + timedelta(microseconds=ts_us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(parameter: str, text: str) -> int:
+    """RFC 3339 (with an offset) or epoch seconds, as integer µs; ApiError(400) naming ``parameter``."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise ApiError(400, f"{parameter} must be a finite number of seconds", parameter=parameter)
+        return round(seconds * 1_000_000)
+    try:
+        dt = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", text.strip()))
+    except ValueError:
+        raise ApiError(
+            400, f"{parameter} must be RFC 3339 (2026-11-25T20:01:02Z) or epoch seconds", parameter=parameter
+        ) from None
+    if dt.tzinfo is None:
+        raise ApiError(400, f"{parameter} needs a UTC offset ('Z' or '+01:00')", parameter=parameter)
+    return (dt - EPOCH) // timedelta(microseconds=1)
+
+
+def encode_cursor(row: ReadingRow) -> str:
+    """The opaque cursor after ``row``."""
+    key = [row.ts_us, row.tenant, row.gateway, row.sensor, row.metric]
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str, str, str, str]:
+    """The row key a cursor holds; ApiError(400) when it is not one of ours."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):
+        key = None
+    if (
+        not isinstance(key, list)
+        or len(key) != 5
+        or isinstance(key[0], bool)
+        or not isinstance(key[0], int)
+        or not all(isinstance(k, str) for k in key[1:])
+    ):
+        raise ApiError(400, "cursor is not valid: pass the 'next' value of the previous page", parameter="cursor")
+    return key[0], key[1], key[2], key[3], key[4]
+
+
+def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"status": status, "message": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+async def _caller(request: Request) -> Principal | None:
+    """The principal of the request's bearer token; None when the API is open; ApiError(401) otherwise."""
+    authorizer: Authorizer = request.app.state.ctx.authorizer
+    if not authorizer.api_requires_token:
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "this API needs 'Authorization: Bearer <token>'")
+    found = authorizer.authenticate_bearer(token.strip())
+    if found is None:
+        raise ApiError(401, "the bearer token is not valid")
+    return found
+
+
+Caller = Annotated[Principal | None, Depends(_caller)]
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    """The FastAPI application over ``ctx``."""
+    app = FastAPI(title="Roost cloud", version="1", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.state.ctx = ctx
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.parameter)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = first.get("loc", ())
+        parameter = str(loc[-1]) if loc else None
+        return _error(400, f"{parameter}: {first.get('msg', 'invalid')}", parameter)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.get("/api/v1/readings")
+    async def readings(
+        caller: Caller,
+        *,
+        gateway: str | None = None,
+        sensor: str | None = None,
+        metric: str | None = None,
+        since: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, inclusive")] = None,
+        until: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, exclusive")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Readings ordered by time then key, one page at a time (``next`` is the cursor of the next page)."""
+        query = ReadingQuery(
+            tenant=caller.tenant if caller else None,
+            gateway=gateway,
+            sensor=sensor,
+            metric=metric,
+            since_us=parse_time("since", since) if since is not None else None,
+            until_us=parse_time("until", until) if until is not None else None,
+            after=decode_cursor(cursor) if cursor else None,
+            limit=limit + 1,
+        )
+        rows = await ctx.store.readings(query)
+        page = rows[:limit]
+        items = [
+            {
+                "gateway": r.gateway,
+                "sensor": r.sensor,
+                "metric": r.metric,
+                "value": r.value,
+                "unit": r.unit,
+                "ts": rfc3339(r.ts_us),
+            }
+            for r in page
+        ]
+        return {"items": items, "next": encode_cursor(page[-1]) if len(rows) > limit else None}
+
+    @app.get("/api/v1/gateways")
+    async def gateways(caller: Caller) -> dict[str, Any]:
+        """Gateways with presence, last contact, latest health report and ingest counters."""
+        rows = await ctx.store.gateways(caller.tenant if caller else None)
+        items = [
+            {
+                "id": g.id,
+                "tenant": g.tenant,
+                "online": g.online,
+                "last_seen": rfc3339(round(g.last_seen * 1_000_000)) if g.last_seen is not None else None,
+                "health": g.health,
+                "ingest": g.counters,
+            }
+            for g in rows
+        ]
+        return {"items": items}
+
+    @app.get("/api/v1/stats")
+    async def stats(_caller: Caller) -> dict[str, Any]:
+        """The cloud's counters since start."""
+        return {"counters": ctx.stats.as_dict()}
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Whether the store and the broker work (503 when not), with the counters."""
+        store_ok = await ctx.store.ping() and ctx.ingest_error() is None
+        broker_ok = ctx.broker.healthy
+        ok = store_ok and broker_ok
+        body = {
+            "status": "ok" if ok else "failing",
+            "store": "ok" if store_ok else (ctx.ingest_error() or "failing"),
+            "broker": "ok" if broker_ok else "failing",
+            "counters": ctx.stats.as_dict(),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get(WELL_KNOWN_PATH)
+    async def discovery(request: Request) -> dict[str, Any]:
+        """The discovery document: where MQTT and the API are, and what the ingest reads."""
+        base = ctx.config.server.public_url.rstrip("/")
+        if not base:
+            host = request.headers.get("host") or request.url.netloc
+            base = f"{request.url.scheme}://{host}"
+        scheme, _, rest = base.partition("://")
+        doc: Discovery = {
+            "mqtt_ws_url": f"{'wss' if scheme == 'https' else 'ws'}://{rest}/mqtt",
+            "api_url": f"{base}/api/v1",
+            "ack": "cloud",
+            "senml_encodings": ["cbor", "json"],
+            "senml_compression": ["zlib"],
+            "max_pack_bytes": ctx.config.ingest.max_pack_bytes,
+        }
+        tcp_port = ctx.tcp_port()
+        if tcp_port is not None:
+            hostname = urlsplit(base).hostname or "127.0.0.1"
+            doc["mqtt_tcp_url"] = f"mqtt://{f'[{hostname}]' if ':' in hostname else hostname}:{tcp_port}"
+        return dict(doc)  # typed as wire's Discovery; FastAPI cannot read a typing.TypedDict on 3.11
+
+    @app.websocket("/mqtt")
+    async def mqtt(ws: WebSocket) -> None:
+        """MQTT over WebSockets (subprotocol ``mqtt``) into the embedded broker."""
+        if ctx.serve_websocket is None:
+            await ws.close(code=1011)
+            return
+        await ctx.serve_websocket(ws)
+
+    return app

@@ -1,0 +1,233 @@
+"""The cloud's config file (``cloud.toml``) as frozen, typed dataclasses; every option has a documented default.
+
+``wire.typedconfig.describe(CloudConfig)`` lists every key with its default and meaning.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from cloud.errors import ConfigError
+from wire import typedconfig
+from wire.names import check_gateway, check_tenant
+from wire.senml import DEFAULT_MAX_BYTES
+from wire.typedconfig import ConfigValueError, doc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSection:
+    """The HTTP listener (API, discovery, MQTT over WebSockets at /mqtt)."""
+
+    host: str = doc("Address the HTTP server listens on", default="127.0.0.1")
+    port: int = doc("TCP port of the HTTP server (0: any free port)", default=8080)
+    certfile: Path | None = doc("PEM certificate chain: serve https and wss (relative to this file)", default=None)
+    keyfile: Path | None = doc("PEM private key for certfile", default=None)
+    public_url: str = doc(
+        "Base URL the discovery document names; empty: from the request's Host and scheme", default=""
+    )
+    shutdown_timeout_s: float = doc("Seconds a clean shutdown may take before it stops waiting", default=5.0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = doc("Log level of `python -m cloud`", default="INFO")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigValueError("port", "must be between 0 and 65535")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigValueError(
+                "keyfile" if self.keyfile is None else "certfile",
+                "certfile and keyfile go together: give both or neither",
+            )
+        if self.public_url:
+            _check_url("public_url", self.public_url, ("http://", "https://"))
+        if self.shutdown_timeout_s <= 0:
+            raise ConfigValueError("shutdown_timeout_s", "must be greater than 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSection:
+    """The SQLite store (WAL, synchronous=FULL)."""
+
+    path: Path = doc("Database file (relative to this file)", default=Path("state/cloud.sqlite"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerSection:
+    """The embedded MQTT broker (amqtt); MQTT over WebSockets is always served at /mqtt on the HTTP port."""
+
+    tcp_listen: str = doc("host:port for plain MQTT over TCP; empty: off", default="")
+    connect_timeout_s: float = doc("Seconds a new connection has to send its CONNECT", default=10.0)
+    queue_max: int = doc(
+        "Received publishes waiting for ingest, at most (more are dropped, counted, not acked)", default=10_000
+    )
+
+    def __post_init__(self) -> None:
+        if self.tcp_listen:
+            host, sep, port = self.tcp_listen.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ConfigValueError("tcp_listen", f"{self.tcp_listen!r} must be host:port (port 0-65535)")
+        if self.connect_timeout_s <= 0:
+            raise ConfigValueError("connect_timeout_s", "must be greater than 0")
+        if self.queue_max < 1:
+            raise ConfigValueError("queue_max", "must be at least 1")
+
+    @property
+    def tcp_address(self) -> tuple[str, int] | None:
+        """The TCP listener's (host, port), or None when it is off."""
+        if not self.tcp_listen:
+            return None
+        host, _, port = self.tcp_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayEntry:
+    """One allow-listed gateway."""
+
+    id: str = doc("Gateway id (its MQTT username and client id)")
+    tenant: str = doc("Tenant of the gateway", default="default")
+    password: str = doc("MQTT password; empty: none needed (development only)", default="")
+
+    def __post_init__(self) -> None:
+        _checked("id", check_gateway, self.id)
+        _checked("tenant", check_tenant, self.tenant)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObserverEntry:
+    """A read-only credential: MQTT password (any username) and API bearer token for one tenant."""
+
+    token: str = doc("The secret; give this or token_file", default="")
+    token_file: Path | None = doc("File holding the secret (relative to this file)", default=None)
+    tenant: str = doc("Tenant it may read", default="default")
+    name: str = doc("Name for logs (the secret is never logged)", default="observer")
+
+    def __post_init__(self) -> None:
+        if bool(self.token) == (self.token_file is not None):
+            raise ConfigValueError("token", "give exactly one of token and token_file")
+        if self.token and len(self.token) < 8:
+            raise ConfigValueError("token", "must be at least 8 characters")
+        _checked("tenant", check_tenant, self.tenant)
+
+    def secret(self) -> str:
+        """The token, read from token_file when that is given."""
+        if self.token_file is None:
+            return self.token
+        return self.token_file.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSection:
+    """Who may connect (gateways, observers) and use the API."""
+
+    allow_any_gateway: bool = doc("Dev/demo: any valid gateway id may connect, into tenant 'default'", default=False)
+    gateways: tuple[GatewayEntry, ...] = doc("Allow-listed gateways ([[auth.gateways]])", default=())
+    observers: tuple[ObserverEntry, ...] = doc(
+        "Read-only credentials ([[auth.observers]]); any one makes the API require a bearer token", default=()
+    )
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for i, gw in enumerate(self.gateways):
+            if gw.id in seen:
+                raise ConfigValueError(f"gateways[{i}].id", f"{gw.id!r} is listed twice")
+            seen.add(gw.id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSection:
+    """How telemetry is decoded and committed."""
+
+    batch_max_readings: int = doc("Most readings in one store commit", default=5000)
+    batch_max_delay_ms: float = doc("Longest a pack waits to share a commit", default=5.0)
+    max_pack_bytes: int = doc("Largest pack accepted (bytes, after zlib inflation too)", default=DEFAULT_MAX_BYTES)
+    max_records: int = doc("Most records in one pack", default=100_000)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_max_readings <= 1_000_000:
+            raise ConfigValueError("batch_max_readings", "must be between 1 and 1000000")
+        if not 0 <= self.batch_max_delay_ms <= 10_000:
+            raise ConfigValueError("batch_max_delay_ms", "must be between 0 and 10000")
+        if not 64 <= self.max_pack_bytes <= 64 << 20:
+            raise ConfigValueError("max_pack_bytes", "must be between 64 and 67108864")
+        if self.max_records < 1:
+            raise ConfigValueError("max_records", "must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudConfig:
+    """The whole cloud config file."""
+
+    server: ServerSection = doc("HTTP server", default_factory=ServerSection)
+    store: StoreSection = doc("Store", default_factory=StoreSection)
+    broker: BrokerSection = doc("Embedded MQTT broker", default_factory=BrokerSection)
+    auth: AuthSection = doc("Authentication and authorization", default_factory=AuthSection)
+    ingest: IngestSection = doc("Ingest", default_factory=IngestSection)
+
+
+def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
+    if not url.startswith(schemes):
+        raise ConfigValueError(key, f"{url!r} must start with {' or '.join(schemes)}")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigValueError(key, f"{url!r} is not a valid URL: {exc}") from exc
+    if not parts.hostname:
+        raise ConfigValueError(key, f"{url!r} names no host")
+
+
+def _checked(key: str, check: Callable[[str], str], value: str) -> None:
+    try:
+        check(value)
+    except ValueError as exc:
+        raise ConfigValueError(key, str(exc)) from exc
+
+
+def _check_files(config: CloudConfig) -> None:
+    """Check what can only be checked on disk (TLS and token files), with the key path of the failing entry."""
+    for key in ("certfile", "keyfile"):
+        file = getattr(config.server, key)
+        if file is not None and not file.is_file():
+            raise ConfigValueError(f"server.{key}", f"{file} is not a file")
+    for i, obs in enumerate(config.auth.observers):
+        try:
+            secret = obs.secret()
+        except OSError as exc:
+            raise ConfigValueError(f"auth.observers[{i}].token_file", f"cannot be read: {exc.strerror}") from exc
+        if len(secret) < 8:
+            raise ConfigValueError(f"auth.observers[{i}].token_file", "holds a token shorter than 8 characters")
+
+
+def load(path: Path | str) -> CloudConfig:
+    """Load and check a cloud config file; raise ConfigError naming the file and key path."""
+    path = Path(path)
+    try:
+        config = typedconfig.load(CloudConfig, path)
+        _check_files(config)
+        return config
+    except FileNotFoundError as exc:
+        raise ConfigError(path, "", "no such file") from exc
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"is not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except ConfigValueError as exc:
+        raise ConfigError(path, exc.key_path, exc.problem) from exc
+
+
+def loads(text: str, *, base_dir: Path, name: str = "<embedded>") -> CloudConfig:
+    """Load a config from a string (the demo's embedded defaults); relative paths are under ``base_dir``."""
+    try:
+        config = typedconfig.loads(CloudConfig, text, base_dir=base_dir)
+        _check_files(config)
+        return config
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"is not valid TOML: {exc}") from exc
+    except ConfigValueError as exc:
+        raise ConfigError(name, exc.key_path, exc.problem) from exc

@@ -1,0 +1,246 @@
+"""Ingest: broker publishes in, batched durable commits to the store, then the cloud's ``ack`` to each gateway.
+
+amqtt sends PUBACK before it routes a message, so a gateway may delete a batch only on the cloud's own
+``ack``: it is published after the store's commit (``synchronous=FULL``) returned. A pack that cannot be
+decoded is counted, logged and its batch id sent back as ``rejected`` so the gateway stops sending it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud.broker.base import MessageBroker, Presence, Received
+from cloud.config import IngestSection
+from cloud.errors import StoreError
+from cloud.stats import Stats
+from cloud.store import EventWrite, PackWrite, Store
+from wire import envelopes, senml, topics
+from wire.errors import PayloadError
+from wire.reading import Reading
+
+_LOGGER = logging.getLogger(__name__)
+
+INLINE_DECODE_BYTES = 64 * 1024
+"""Packs larger than this are decoded on a worker thread, so the event loop keeps serving."""
+QUEUE_ITEMS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class _Pack:
+    tenant: str
+    gateway: str
+    batch: str | None
+    readings: Sequence[Reading] | None  # None: rejected
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    tenant: str
+    gateway: str
+    batch: str | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _GatewayUpdate:
+    tenant: str
+    gateway: str
+    online: bool | None = None
+    health: dict[str, Any] | None = None
+
+
+_Item = _Pack | _Event | _GatewayUpdate
+_STOP = object()
+
+
+@dataclass(slots=True)
+class _Acks:
+    batches: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+class Ingest:
+    """Consumes a broker's events until they end; stores telemetry in batches and acknowledges it."""
+
+    def __init__(self, broker: MessageBroker, store: Store, stats: Stats, config: IngestSection) -> None:
+        self._broker = broker
+        self._store = store
+        self._stats = stats
+        self._config = config
+        self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=QUEUE_ITEMS)
+        self.last_store_error: str | None = None
+        """The last commit failure, until a commit succeeds again."""
+
+    async def run(self) -> None:
+        """Run until the broker's event stream ends, then commit what is queued and return."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume(), name="ingest-consume")
+            tg.create_task(self._write(), name="ingest-write")
+
+    # -- decoding ------------------------------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        try:
+            async for event in self._broker.events():
+                try:
+                    item = await self._route(event)
+                except Exception:  # one bad message must never stop the ingest
+                    _LOGGER.exception("ingest failed on a message from %r", event.client_id[:40])
+                    continue
+                if item is not None:
+                    await self._queue.put(item)
+        finally:
+            await self._queue.put(_STOP)
+
+    async def _route(self, event: Received | Presence) -> _Item | None:
+        if isinstance(event, Presence):
+            p = event.principal
+            return _GatewayUpdate(p.tenant, p.id, online=event.online) if p.kind == "gateway" else None
+        try:
+            topic = topics.parse(event.topic)
+        except PayloadError as exc:
+            _LOGGER.debug("ignored: %s", exc.reason)
+            return None
+        batch = event.topic.rsplit("/", 1)[1] if topic.tail else None
+        if topic.kind == "telemetry":
+            return await self._decode(topic, batch, event.payload)
+        if topic.kind == "events":
+            return _Event(topic.tenant, topic.gateway, batch, event.payload)
+        if topic.kind == "health":
+            try:
+                health = envelopes.decode_health(event.payload)
+            except PayloadError as exc:
+                self._stats.bad_envelopes += 1
+                _LOGGER.warning("bad health report from %s/%s: %s", topic.tenant, topic.gateway, exc.reason)
+                return None
+            self._stats.health_reports += 1
+            return _GatewayUpdate(topic.tenant, topic.gateway, health=dict(health))
+        if topic.kind == "status":
+            if event.payload in (envelopes.ONLINE, envelopes.OFFLINE):
+                return _GatewayUpdate(topic.tenant, topic.gateway, online=event.payload == envelopes.ONLINE)
+            self._stats.bad_envelopes += 1
+            _LOGGER.warning("bad status from %s/%s: %r", topic.tenant, topic.gateway, event.payload[:40])
+            return None
+        _LOGGER.debug("%s from %s/%s: not ingested", topic.kind, topic.tenant, topic.gateway)
+        return None
+
+    async def _decode(self, topic: topics.Topic, batch: str | None, payload: bytes) -> _Pack:
+        cfg = self._config
+        try:
+            if len(payload) > INLINE_DECODE_BYTES:
+                readings = await asyncio.to_thread(
+                    senml.decode, payload, max_bytes=cfg.max_pack_bytes, max_records=cfg.max_records
+                )
+            else:
+                readings = senml.decode(payload, max_bytes=cfg.max_pack_bytes, max_records=cfg.max_records)
+        except PayloadError as exc:
+            self._stats.rejected_packs += 1
+            _LOGGER.warning(
+                "rejected pack %r from %s/%s (%d bytes): %s",
+                batch,
+                topic.tenant,
+                topic.gateway,
+                len(payload),
+                exc.reason,
+            )
+            return _Pack(topic.tenant, topic.gateway, batch, None)
+        return _Pack(topic.tenant, topic.gateway, batch, readings)
+
+    # -- batching and committing ---------------------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self._config.batch_max_delay_ms / 1000
+        limit = self._config.batch_max_readings
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            items: list[_Item] = [first]  # type: ignore[list-item]
+            size = _size(first)  # type: ignore[arg-type]
+            deadline = loop.time() + delay
+            while size < limit:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        nxt = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                items.append(nxt)  # type: ignore[arg-type]
+                size += _size(nxt)  # type: ignore[arg-type]
+            await self._flush(items)
+
+    async def _flush(self, items: list[_Item]) -> None:
+        packs = [i for i in items if isinstance(i, _Pack)]
+        events = [i for i in items if isinstance(i, _Event)]
+        if packs or events:
+            try:
+                inserted = await self._store.commit(
+                    [PackWrite(p.tenant, p.gateway, p.readings or (), rejected=p.readings is None) for p in packs],
+                    [EventWrite(e.tenant, e.gateway, e.batch, e.payload) for e in events],
+                    now=time.time(),
+                )
+            except StoreError as exc:
+                # Nothing is acknowledged: the gateways send these batches again.
+                self.last_store_error = str(exc)
+                _LOGGER.error("store commit failed, %d packs not acknowledged: %s", len(packs), exc)
+                inserted = None
+            if inserted is not None:
+                self.last_store_error = None
+                await self._acknowledge(packs, events, inserted)
+        for update in (i for i in items if isinstance(i, _GatewayUpdate)):
+            try:
+                if update.online is not None:
+                    await self._store.set_online(update.tenant, update.gateway, update.online, now=time.time())
+                if update.health is not None:
+                    await self._store.set_health(update.tenant, update.gateway, update.health, now=time.time())
+            except StoreError as exc:
+                _LOGGER.error("cannot record the state of gateway %s/%s: %s", update.tenant, update.gateway, exc)
+
+    async def _acknowledge(self, packs: list[_Pack], events: list[_Event], inserted: list[int]) -> None:
+        stats = self._stats
+        stats.commits += 1
+        acks: dict[tuple[str, str], _Acks] = {}
+        for pack, n in zip(packs, inserted, strict=True):
+            if pack.readings is not None:
+                stats.packs += 1
+                stats.readings += n
+                stats.duplicates += len(pack.readings) - n
+            if pack.batch is not None:
+                ack = acks.setdefault((pack.tenant, pack.gateway), _Acks())
+                (ack.batches if pack.readings is not None else ack.rejected).append(pack.batch)
+        for event in events:
+            stats.events += 1
+            if event.batch is not None:
+                acks.setdefault((event.tenant, event.gateway), _Acks()).batches.append(event.batch)
+        for (tenant, gateway), ack in acks.items():
+            try:
+                await self._broker.publish(
+                    topics.topic(tenant, gateway, "ack"),
+                    envelopes.encode_ack(ack.batches, ack.rejected),
+                    qos=1,
+                    retain=False,
+                )
+            except Exception:  # an ack that cannot go out is sent again when the gateway re-sends the batch
+                _LOGGER.exception("cannot publish the ack to %s/%s", tenant, gateway)
+                continue
+            stats.acks_sent += 1
+
+
+def _size(item: _Item) -> int:
+    if isinstance(item, _Pack):
+        return max(1, len(item.readings or ()))
+    return 1

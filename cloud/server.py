@@ -1,0 +1,217 @@
+"""The cloud companion in one process: store, embedded broker, ingest and the HTTP API on one event loop.
+
+    async with CloudServer(config) as server:   # listening once entered
+        print(server.info.base_url)
+        await server.wait()                      # until cancelled, or a part fails
+
+:func:`serve` does just that and calls ``ready`` once HTTP and the broker accept connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+
+import uvicorn
+
+from cloud.api import ApiContext, create_app
+from cloud.authz import AllowListAuthorizer, Authorizer
+from cloud.broker.embedded import EmbeddedBroker
+from cloud.config import CloudConfig
+from cloud.errors import CloudError, ListenError
+from cloud.ingest import Ingest
+from cloud.stats import Stats
+from cloud.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Where a running cloud listens (the real ports, also when the config asked for port 0)."""
+
+    host: str
+    port: int
+    scheme: str
+    tcp_port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http(s)://host:port``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def mqtt_ws_url(self) -> str:
+        """``ws(s)://host:port/mqtt``."""
+        return ("wss" if self.scheme == "https" else "ws") + self.base_url.removeprefix(self.scheme) + "/mqtt"
+
+    @property
+    def api_url(self) -> str:
+        """``http(s)://host:port/api/v1``."""
+        return self.base_url + "/api/v1"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        return socket.create_server((host, port), family=family, backlog=512)
+    except OSError as exc:
+        raise ListenError(f"{host}:{port}", exc.strerror or str(exc)) from exc
+
+
+class CloudServer:
+    """Store, broker, ingest and HTTP API; an async context manager that starts and stops them in order."""
+
+    def __init__(self, config: CloudConfig, *, authorizer: Authorizer | None = None) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.authorizer: Authorizer = authorizer or AllowListAuthorizer(config.auth)
+        self.store = Store(config.store.path)
+        self.broker = EmbeddedBroker(
+            self.authorizer,
+            self.stats,
+            tcp_listen=config.broker.tcp_address,
+            connect_timeout_s=config.broker.connect_timeout_s,
+            queue_max=config.broker.queue_max,
+        )
+        self.ingest = Ingest(self.broker, self.store, self.stats, config.ingest)
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._info: ServerInfo | None = None
+
+    @property
+    def info(self) -> ServerInfo:
+        """Where the server listens; only once started."""
+        if self._info is None:
+            raise CloudError("the cloud server is not running")
+        return self._info
+
+    async def __aenter__(self) -> CloudServer:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        cfg = self.config
+        deadline = _Deadline(cfg.server.shutdown_timeout_s)
+        await self.store.open()
+        self._stack.push_async_callback(deadline.run, "store", self.store.close)
+        await self.broker.start()
+        ingest_task = asyncio.create_task(self.ingest.run(), name="cloud-ingest")
+        self._tasks.append(ingest_task)
+        self._stack.push_async_callback(deadline.run, "ingest", lambda: _finish(ingest_task))
+        self._stack.push_async_callback(deadline.run, "broker", self.broker.stop)
+
+        sock = _listen(cfg.server.host, cfg.server.port)
+        app = create_app(
+            ApiContext(
+                config=cfg,
+                store=self.store,
+                stats=self.stats,
+                authorizer=self.authorizer,
+                broker=self.broker,
+                serve_websocket=self.broker.serve_websocket,
+                tcp_port=lambda: self.broker.tcp_port,
+                ingest_error=lambda: self.ingest.last_store_error,
+            )
+        )
+        uv_config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            ssl_certfile=str(cfg.server.certfile) if cfg.server.certfile else None,
+            ssl_keyfile=str(cfg.server.keyfile) if cfg.server.keyfile else None,
+            timeout_graceful_shutdown=max(1, int(cfg.server.shutdown_timeout_s / 2)),
+        )
+        uv_config.load()
+        http = uvicorn.Server(uv_config)
+        http.lifespan = uv_config.lifespan_class(uv_config)  # what Server._serve sets up; we skip its signal handlers
+        try:
+            await http.startup(sockets=[sock])
+        except BaseException:
+            sock.close()
+            raise
+        http_task = asyncio.create_task(http.main_loop(), name="cloud-http")
+        self._tasks.append(http_task)
+        self._stack.push_async_callback(deadline.run, "http", lambda: _stop_http(http, http_task, sock))
+        bound = sock.getsockname()
+        self._info = ServerInfo(
+            host=cfg.server.host,
+            port=bound[1],
+            scheme="https" if cfg.server.certfile else "http",
+            tcp_port=self.broker.tcp_port,
+        )
+        _LOGGER.info(
+            "cloud listening on %s (MQTT over WebSockets %s%s)",
+            self._info.base_url,
+            self._info.mqtt_ws_url,
+            f", MQTT over TCP port {self.broker.tcp_port}" if self.broker.tcp_port else "",
+        )
+
+    async def wait(self) -> None:
+        """Wait until cancelled; raise CloudError when a part (ingest, HTTP) stops on its own."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        task = done.pop()
+        exc = task.exception() if not task.cancelled() else None
+        raise CloudError(f"{task.get_name()} stopped unexpectedly" + (f": {exc!r}" if exc else "")) from exc
+
+
+class _Deadline:
+    """One shutdown budget shared by the steps (it starts with the first); a step past it is logged, left behind."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._end: float | None = None
+
+    async def run(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run one shutdown step within what is left of the budget."""
+        loop = asyncio.get_running_loop()
+        if self._end is None:
+            self._end = loop.time() + self._seconds
+        try:
+            await asyncio.wait_for(step(), timeout=max(0.2, self._end - loop.time()))
+        except TimeoutError:
+            _LOGGER.warning("shutdown: %s still busy after the deadline, left behind", name)
+        except Exception:
+            _LOGGER.exception("shutdown: %s failed", name)
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        _LOGGER.exception("ingest had failed")
+
+
+async def _stop_http(http: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket) -> None:
+    http.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await http.shutdown(sockets=[sock])
+
+
+async def serve(config: CloudConfig, *, ready: Callable[[ServerInfo], None] | None = None) -> None:
+    """Run the cloud until cancelled; ``ready(info)`` is called once HTTP and the broker accept connections."""
+    async with CloudServer(config) as server:
+        if ready is not None:
+            ready(server.info)
+        await server.wait()

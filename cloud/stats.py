@@ -1,0 +1,36 @@
+"""The cloud's counters: what was ingested, refused and denied since start."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters since start; mutated only on the event loop."""
+
+    readings: int = 0
+    """Readings newly stored."""
+    duplicates: int = 0
+    """Readings received again (idempotent re-sends), not stored twice."""
+    packs: int = 0
+    """Telemetry packs stored."""
+    rejected_packs: int = 0
+    """Packs that could not be decoded (their batch ids are sent back as ``rejected``)."""
+    events: int = 0
+    """Event payloads stored."""
+    health_reports: int = 0
+    bad_envelopes: int = 0
+    """Health, status or event payloads that could not be read."""
+    acks_sent: int = 0
+    commits: int = 0
+    overflow_dropped: int = 0
+    """Publishes dropped because the ingest queue was full (not acked: the gateway sends them again)."""
+    denied_connects: int = 0
+    denied_publishes: int = 0
+    denied_subscribes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a JSON-ready dict."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,330 @@
+"""The cloud's store: SQLite in WAL mode with ``synchronous=FULL``; one writer thread, one reader thread.
+
+Readings are keyed by (tenant, gateway, sensor, metric, ts in µs) and inserted with ``INSERT OR IGNORE``, so
+a pack sent again is stored once. A commit returns only once SQLite has fsynced it: the ingest acknowledges
+batches to gateways after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cloud.errors import SchemaTooNew, StoreError
+from wire.reading import Reading, Value
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE readings (
+    tenant  TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    sensor  TEXT NOT NULL,
+    metric  TEXT NOT NULL,
+    ts_us   INTEGER NOT NULL,
+    value   NOT NULL,  -- no declared type: REAL numbers, INTEGER 0/1 booleans, TEXT strings keep their kind
+    unit    TEXT,
+    PRIMARY KEY (tenant, gateway, sensor, metric, ts_us)
+) WITHOUT ROWID;
+CREATE INDEX readings_by_time ON readings (ts_us, tenant, gateway, sensor, metric);
+CREATE TABLE gateways (
+    tenant     TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    online     INTEGER NOT NULL DEFAULT 0,
+    last_seen  REAL,
+    health     TEXT,
+    readings   INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    packs      INTEGER NOT NULL DEFAULT 0,
+    rejected   INTEGER NOT NULL DEFAULT 0,
+    events     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE events (
+    tenant   TEXT NOT NULL,
+    gateway  TEXT NOT NULL,
+    batch    TEXT,
+    received REAL NOT NULL,
+    payload  BLOB NOT NULL
+);
+CREATE UNIQUE INDEX events_by_batch ON events (tenant, gateway, batch) WHERE batch IS NOT NULL;
+"""
+_UPSERT_GATEWAY = """
+INSERT INTO gateways (tenant, id, last_seen, readings, duplicates, packs, rejected, events)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant, id) DO UPDATE SET
+    last_seen = max(coalesce(last_seen, 0), excluded.last_seen),
+    readings = readings + excluded.readings, duplicates = duplicates + excluded.duplicates,
+    packs = packs + excluded.packs, rejected = rejected + excluded.rejected, events = events + excluded.events
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PackWrite:
+    """One telemetry pack to store (``rejected``: nothing to store, count it against its gateway)."""
+
+    tenant: str
+    gateway: str
+    readings: Sequence[Reading]
+    rejected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """One events payload to store as received; idempotent on its batch id."""
+
+    tenant: str
+    gateway: str
+    batch: str | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    """A stored reading."""
+
+    tenant: str
+    gateway: str
+    sensor: str
+    metric: str
+    ts_us: int
+    value: Value
+    unit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRow:
+    """A gateway as the store knows it."""
+
+    tenant: str
+    id: str
+    online: bool
+    last_seen: float | None
+    health: dict[str, Any] | None
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadingQuery:
+    """A page of readings: filters, a time range [since, until) in µs, and the key of the last row seen."""
+
+    tenant: str | None = None
+    gateway: str | None = None
+    sensor: str | None = None
+    metric: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+    after: tuple[int, str, str, str, str] | None = None
+    """(ts_us, tenant, gateway, sensor, metric) of the last row of the previous page."""
+    limit: int = 1000
+
+
+class Store:
+    """The SQLite store; blocking work runs on its own writer and reader threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud-store-writer")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud-store-reader")
+        self._local = threading.local()
+
+    async def _on(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    # -- connections (each lives on its own thread) --------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def _close_conn(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(self.path, version, SCHEMA_VERSION)
+        if version == 0:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            _LOGGER.info("created the store at %s (schema %d)", self.path, SCHEMA_VERSION)
+        # Nobody is connected to a broker that has just started.
+        conn.execute("UPDATE gateways SET online = 0 WHERE online != 0")
+
+    async def open(self) -> None:
+        """Open (and create or migrate) the database."""
+        try:
+            await self._on(self._writer, self._migrate)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close both connections and stop the threads."""
+        for pool in (self._writer, self._reader):
+            with contextlib.suppress(RuntimeError):  # already shut down
+                await self._on(pool, self._close_conn)
+            pool.shutdown(wait=False)
+
+    # -- writes --------------------------------------------------------------------------------------------------
+
+    def _commit(self, packs: Sequence[PackWrite], events: Sequence[EventWrite], now: float) -> list[int]:
+        conn = self._conn()
+        inserted: list[int] = []
+        per_gw: dict[tuple[str, str], list[int]] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for pack in packs:
+                before = conn.total_changes
+                if pack.readings:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO readings (tenant, gateway, sensor, metric, ts_us, value, unit)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (pack.tenant, pack.gateway, r.sensor, r.metric, r.ts_us, r.value, r.unit)
+                            for r in pack.readings
+                        ],
+                    )
+                n = conn.total_changes - before
+                inserted.append(n)
+                c = per_gw.setdefault((pack.tenant, pack.gateway), [0, 0, 0, 0, 0])
+                c[0] += n
+                c[1] += len(pack.readings) - n
+                c[2] += 0 if pack.rejected else 1
+                c[3] += 1 if pack.rejected else 0
+            for ev in events:
+                before = conn.total_changes
+                conn.execute(
+                    "INSERT OR IGNORE INTO events (tenant, gateway, batch, received, payload) VALUES (?, ?, ?, ?, ?)",
+                    (ev.tenant, ev.gateway, ev.batch, now, ev.payload),
+                )
+                per_gw.setdefault((ev.tenant, ev.gateway), [0, 0, 0, 0, 0])[4] += conn.total_changes - before
+            conn.executemany(_UPSERT_GATEWAY, [(t, g, now, *c) for (t, g), c in per_gw.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return inserted
+
+    async def commit(self, packs: Sequence[PackWrite], events: Sequence[EventWrite] = (), *, now: float) -> list[int]:
+        """Store packs and events in one durable transaction; the number of new readings per pack."""
+        try:
+            return await self._on(self._writer, self._commit, packs, events, now)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    def _gateway_update(self, tenant: str, gateway: str, column: str, value: Any, now: float) -> None:
+        assert column in ("online", "health")  # never from input
+        self._conn().execute(
+            f"INSERT INTO gateways (tenant, id, last_seen, {column}) VALUES (?, ?, ?, ?) ON CONFLICT (tenant, id)"
+            f" DO UPDATE SET {column} = excluded.{column}, last_seen = max(coalesce(last_seen, 0), excluded.last_seen)",
+            (tenant, gateway, now, value),
+        )
+
+    async def set_online(self, tenant: str, gateway: str, online: bool, *, now: float) -> None:
+        """Record a gateway's presence."""
+        await self._write(self._gateway_update, tenant, gateway, "online", int(online), now)
+
+    async def set_health(self, tenant: str, gateway: str, health: dict[str, Any], *, now: float) -> None:
+        """Record a gateway's latest health report."""
+        await self._write(self._gateway_update, tenant, gateway, "health", json.dumps(health), now)
+
+    async def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            await self._on(self._writer, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed: {exc}") from exc
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+
+    def _readings(self, q: ReadingQuery) -> list[ReadingRow]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("tenant", q.tenant), ("gateway", q.gateway), ("sensor", q.sensor), ("metric", q.metric)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if q.since_us is not None:
+            where.append("ts_us >= ?")
+            args.append(q.since_us)
+        if q.until_us is not None:
+            where.append("ts_us < ?")
+            args.append(q.until_us)
+        if q.after is not None:
+            where.append("(ts_us, tenant, gateway, sensor, metric) > (?, ?, ?, ?, ?)")
+            args.extend(q.after)
+        sql = (
+            "SELECT tenant, gateway, sensor, metric, ts_us, value, unit FROM readings"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY ts_us, tenant, gateway, sensor, metric LIMIT ?"
+        )
+        rows = self._conn().execute(sql, [*args, q.limit]).fetchall()
+        return [ReadingRow(t, g, s, m, ts, bool(v) if isinstance(v, int) else v, u) for t, g, s, m, ts, v, u in rows]
+
+    async def readings(self, query: ReadingQuery) -> list[ReadingRow]:
+        """A page of readings in (ts, tenant, gateway, sensor, metric) order."""
+        try:
+            return await self._on(self._reader, self._readings, query)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: query failed: {exc}") from exc
+
+    def _gateways(self, tenant: str | None) -> list[GatewayRow]:
+        sql = (
+            "SELECT tenant, id, online, last_seen, health, readings, duplicates, packs, rejected, events"
+            " FROM gateways" + (" WHERE tenant = ?" if tenant is not None else "") + " ORDER BY tenant, id"
+        )
+        out = []
+        for t, i, online, last_seen, health, readings, dups, packs, rejected, events in self._conn().execute(
+            sql, [tenant] if tenant is not None else []
+        ):
+            counters = {
+                "readings": readings,
+                "duplicates": dups,
+                "packs": packs,
+                "rejected_packs": rejected,
+                "events": events,
+            }
+            out.append(GatewayRow(t, i, bool(online), last_seen, json.loads(health) if health else None, counters))
+        return out
+
+    async def gateways(self, tenant: str | None = None) -> list[GatewayRow]:
+        """Every gateway the store knows (of one tenant)."""
+        try:
+            return await self._on(self._reader, self._gateways, tenant)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: query failed: {exc}") from exc
+
+    async def ping(self) -> bool:
+        """Whether the store answers a query."""
+        try:
+            await self._on(self._reader, lambda: self._conn().execute("SELECT 1").fetchone())
+        except (sqlite3.Error, StoreError, RuntimeError):
+            return False
+        return True
