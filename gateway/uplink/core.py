@@ -1,0 +1,417 @@
+"""The uplink: buffered readings to the cloud as SenML packs over MQTT (QoS 1), deleted once acknowledged.
+
+One connection at a time, in a reconnect loop with capped exponential backoff and full jitter. On
+each connection the uplink subscribes to its ``ack`` topic, publishes ``online`` (retained; the
+last will says ``offline``), a health report, every pack still unacknowledged, and then new packs
+as the buffer fills, up to ``uplink.inflight`` packs unacknowledged at once.
+
+A pack lives in memory until acknowledged: in ack mode ``cloud`` (Roost's cloud; amqtt PUBACKs
+from memory) when its batch id arrives on ``ack``, in mode ``puback`` (a broker that persists
+before PUBACK) when the PUBACK arrives. Only then are its rows deleted from the buffer. A pack not
+acknowledged within ``ack_timeout_s`` is published again with the same id and readings; so is
+every pack after a reconnect. Re-sends are harmless: the cloud's ingest is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiomqtt
+
+from gateway.buffer import Batch, BufferStats
+from gateway.config import CloudSection, UplinkSection
+from gateway.errors import BufferError_, UplinkError
+from gateway.uplink import _wsfix, discovery
+from gateway.uplink.endpoint import Endpoint, parse_url
+from wire import senml, topics
+from wire.envelopes import OFFLINE, ONLINE, Counters, Health, decode_ack, encode_health
+from wire.errors import PayloadError
+
+_LOGGER = logging.getLogger(__name__)
+
+_wsfix.apply()
+
+
+class ReadingSource(Protocol):
+    """What the uplink needs of the buffer (:class:`gateway.buffer.DurableBuffer`)."""
+
+    @property
+    def pending(self) -> int:
+        """Readings buffered and not in flight."""
+
+    async def wait(self, min_readings: int = 1, timeout: float | None = None) -> bool:
+        """Wait for pending readings."""
+
+    async def take(self, max_readings: int) -> Batch | None:
+        """Take the oldest pending readings as a batch."""
+
+    async def delete(self, batch_ids: Iterable[str]) -> int:
+        """Delete acknowledged batches."""
+
+    def release(self, batch_ids: Iterable[str]) -> None:
+        """Give batches back unacknowledged."""
+
+    def stats(self) -> BufferStats:
+        """Buffer counters."""
+
+
+@dataclass(slots=True)
+class _Pack:
+    batch_id: str
+    topic: str
+    payload: bytes
+    count: int
+    sent_at: float = 0.0
+    """Monotonic time of the last publish on the current connection; 0 = not published on it yet."""
+    attempts: int = 0
+
+
+class Uplink:
+    """Sends the buffer's readings to the cloud and deletes them once the cloud holds them."""
+
+    def __init__(
+        self,
+        *,
+        gateway_id: str,
+        tenant: str,
+        cloud: CloudSection,
+        uplink: UplinkSection,
+        buffer: ReadingSource,
+        state_dir: Path,
+        extra_counters: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self.tenant = tenant
+        self._cloud = cloud
+        self._cfg = uplink
+        self._buffer = buffer
+        self._state_dir = state_dir
+        self._extra_counters = extra_counters
+        self._status_topic = topics.topic(tenant, gateway_id, "status")
+        self._ack_topic = topics.topic(tenant, gateway_id, "ack")
+        self._health_topic = topics.topic(tenant, gateway_id, "health")
+        self._packs: dict[str, _Pack] = {}
+        self._changed = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._client: aiomqtt.Client | None = None
+        self._target: discovery.Target | None = None
+        self._batch_limit = uplink.batch_max_readings
+        self._started = time.monotonic()
+        self._stopping = False
+        self._outage_since: float | None = None
+        self._connected = False
+        self._connects = 0
+        self.reconnects = 0
+        """Connections made after the first one (each one follows an outage)."""
+        self.connect_failures = 0
+        """Attempts to connect that failed."""
+        self.sent = 0
+        """Readings the cloud acknowledged since start."""
+        self.sent_packs = 0
+        """Packs acknowledged since start."""
+        self.rejected = 0
+        """Readings in packs the cloud refused for good (dropped, never sent again)."""
+        self.resent = 0
+        """Packs published again (ack timeout or reconnect)."""
+        self.last_error: str | None = None
+        """What went wrong last (connection, discovery, TLS), or None."""
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to the broker is up now."""
+        return self._connected
+
+    @property
+    def inflight(self) -> int:
+        """Packs published (or waiting to be) and not acknowledged."""
+        return len(self._packs)
+
+    @property
+    def target(self) -> discovery.Target | None:
+        """The endpoint and pack options in use (after the first discovery)."""
+        return self._target
+
+    def counters(self) -> Counters:
+        """The counters reported on ``health``; ``rejected`` adds the adapters' refusals to the cloud's."""
+        st = self._buffer.stats()
+        extra = self._extra_counters() if self._extra_counters is not None else {}
+        return {
+            "buffered": st["buffered"],
+            "received": st["received"],
+            "sent": self.sent,
+            "dropped": st["dropped"] + int(extra.get("dropped", 0)),
+            "dropped_full": st["dropped_full"],
+            "dropped_age": st["dropped_age"],
+            "rejected": self.rejected + int(extra.get("rejected", 0)),
+            "reconnects": self.reconnects,
+        }
+
+    def health(self) -> Health:
+        """A health report as of now."""
+        return {"ts": time.time(), "uptime_s": round(time.monotonic() - self._started, 3), "counters": self.counters()}
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def run(self) -> None:
+        """Connect, send and reconnect until cancelled; packs not yet acknowledged go back to the buffer."""
+        attempt = 0
+        try:
+            while True:
+                connects_before = self._connects
+                error = "the connection ended"
+                try:
+                    await self._connect_and_serve()
+                except (aiomqtt.MqttError, OSError, UplinkError, BufferError_) as exc:
+                    error = _describe(exc, self._target)
+                finally:
+                    self._connected = False
+                    self._client = None
+                if self._connects > connects_before:
+                    attempt = 0  # the connection was up: start the backoff afresh
+                else:
+                    self.connect_failures += 1
+                self.last_error = error
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    _LOGGER.warning("uplink: %s; buffering and retrying", error)
+                else:
+                    _LOGGER.debug("uplink: still failing: %s", error)
+                delay = random.uniform(0, min(self._cloud.backoff_max_s, self._cloud.backoff_initial_s * 2**attempt))
+                attempt = min(attempt + 1, 32)  # 2**attempt stays a float-sized number
+                await asyncio.sleep(delay)
+        finally:
+            self._connected = False
+            self._buffer.release(list(self._packs))
+            self._packs.clear()
+
+    async def flush(self, timeout: float) -> None:
+        """Stop taking new readings and wait up to ``timeout`` s for in-flight packs to be acknowledged."""
+        self._stopping = True
+        self._changed.set()
+        deadline = time.monotonic() + timeout
+        while self._packs and self._connected and time.monotonic() < deadline:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self._changed.wait()
+        if self._background:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    await asyncio.gather(*self._background, return_exceptions=True)
+        if self._packs:
+            _LOGGER.info("uplink: %d packs still unacknowledged at shutdown; they stay buffered", len(self._packs))
+        client = self._client
+        if client is not None and self._connected:
+            # A clean disconnect suppresses the last will: say offline ourselves.
+            with contextlib.suppress(aiomqtt.MqttError, OSError):
+                await client.publish(self._status_topic, OFFLINE, qos=1, retain=True,
+                                     timeout=max(0.2, min(2.0, deadline - time.monotonic())))
+
+    # ----------------------------------------------------------------- one connection
+
+    async def _connect_and_serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._cloud.mqtt_url:
+            doc, source = None, "config"
+        else:
+            doc, source = await loop.run_in_executor(None, discovery.discover, self._cloud, self._state_dir)
+        target = discovery.target(self._cloud, self._cfg, doc, source)
+        self._target = target
+        endpoint = parse_url(target.mqtt_url)
+        tls, password = await loop.run_in_executor(None, self._tls_and_password, endpoint)
+        client = aiomqtt.Client(
+            endpoint.host,
+            endpoint.port,
+            username=self._cloud.username or self.gateway_id,
+            password=password,
+            identifier=self.gateway_id,
+            will=aiomqtt.Will(self._status_topic, OFFLINE, qos=1, retain=True),
+            clean_session=True,
+            transport=endpoint.transport,
+            websocket_path=endpoint.websocket_path,
+            tls_context=tls,
+            keepalive=self._cloud.keepalive_s,
+            timeout=self._cloud.connect_timeout_s,
+            max_inflight_messages=self._cfg.inflight + 4,
+            logger=logging.getLogger("gateway.uplink.mqtt"),
+        )
+        client.pending_calls_threshold = self._cfg.inflight + 8
+        async with client:
+            await client.subscribe(self._ack_topic, qos=1)
+            await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
+            self._client = client
+            self._connected = True
+            self._connects += 1
+            if self._connects > 1:
+                self.reconnects += 1
+            if self._outage_since is not None:
+                _LOGGER.info("uplink: connected to %s again after %.1f s", endpoint.url,
+                             time.monotonic() - self._outage_since)
+                self._outage_since = None
+            else:
+                _LOGGER.info("uplink: connected to %s (ack mode %s, %s%s)", endpoint.url, target.ack,
+                             target.encoding, "+zlib" if target.compress else "")
+            self.last_error = None
+            for pack in self._packs.values():
+                pack.sent_at = 0.0
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._receive(client), name="uplink-receive")
+                    tg.create_task(self._health_loop(client), name="uplink-health")
+                    tg.create_task(self._send_loop(client, tg, target), name="uplink-send")
+                    if target.ack == "cloud":
+                        tg.create_task(self._watchdog(client, tg, target), name="uplink-watchdog")
+            except BaseExceptionGroup as group:
+                # One failure (the connection dropped) cancels the others: report the first cause.
+                raise _first_leaf(group) from None
+
+    def _tls_and_password(self, endpoint: Endpoint) -> tuple[ssl.SSLContext | None, str | None]:
+        try:
+            tls = endpoint.tls_context(self._cloud.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UplinkError(f"cannot load the CA file {self._cloud.ca_file}: {exc}") from exc
+        password = None
+        if self._cloud.password_file is not None:
+            try:
+                password = self._cloud.password_file.read_text().strip()
+            except OSError as exc:
+                raise UplinkError(f"cannot read the password file {self._cloud.password_file}: {exc.strerror}") from exc
+        return tls, password
+
+    async def _send_loop(self, client: aiomqtt.Client, tg: asyncio.TaskGroup, target: discovery.Target) -> None:
+        for pack in list(self._packs.values()):
+            self.resent += 1
+            self._publish(client, tg, pack, target)
+        delay = self._cfg.batch_max_delay_ms / 1000
+        while True:
+            while self._stopping or len(self._packs) >= self._cfg.inflight:
+                self._changed.clear()
+                await self._changed.wait()
+            await self._buffer.wait(1)
+            if delay and self._buffer.pending < self._batch_limit:
+                await self._buffer.wait(self._batch_limit, timeout=delay)
+            if self._stopping:
+                continue
+            batch = await self._buffer.take(self._batch_limit)
+            if batch is None:
+                continue
+            payload = senml.encode(batch.readings, encoding=target.encoding, compress=target.compress)
+            if len(payload) > target.max_pack_bytes and len(batch.readings) > 1:
+                self._buffer.release([batch.id])
+                self._batch_limit = max(1, len(batch.readings) // 2)
+                _LOGGER.info("uplink: a pack of %d readings is %d bytes, over the cloud's %d: sending %d at most",
+                             len(batch.readings), len(payload), target.max_pack_bytes, self._batch_limit)
+                continue
+            topic = topics.telemetry(self.tenant, self.gateway_id, batch.id)
+            pack = _Pack(batch.id, topic, payload, len(batch.readings))
+            self._packs[batch.id] = pack
+            self._publish(client, tg, pack, target)
+
+    def _publish(self, client: aiomqtt.Client, tg: asyncio.TaskGroup, pack: _Pack, target: discovery.Target) -> None:
+        pack.sent_at = time.monotonic()
+        pack.attempts += 1
+        tg.create_task(self._publish_one(client, pack, target), name=f"uplink-publish-{pack.batch_id}")
+
+    async def _publish_one(self, client: aiomqtt.Client, pack: _Pack, target: discovery.Target) -> None:
+        # A PUBACK missing for ack_timeout_s on a live connection means the connection is not live.
+        await client.publish(pack.topic, pack.payload, qos=1, timeout=self._cfg.ack_timeout_s)
+        _LOGGER.debug("uplink: pack %s (%d readings, %d bytes) PUBACKed", pack.batch_id, pack.count, len(pack.payload))
+        if target.ack == "puback":
+            self._acknowledge([pack.batch_id], [])
+
+    async def _watchdog(self, client: aiomqtt.Client, tg: asyncio.TaskGroup, target: discovery.Target) -> None:
+        period = min(1.0, self._cfg.ack_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for pack in list(self._packs.values()):
+                if pack.sent_at and now - pack.sent_at >= self._cfg.ack_timeout_s:
+                    _LOGGER.debug("uplink: pack %s not acknowledged within %.1f s: sending it again",
+                                  pack.batch_id, self._cfg.ack_timeout_s)
+                    self.resent += 1
+                    self._publish(client, tg, pack, target)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if message.topic.value != self._ack_topic:
+                continue
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = str(payload).encode()
+            try:
+                ack = decode_ack(bytes(payload))
+            except PayloadError as exc:
+                _LOGGER.warning("uplink: ignoring a malformed ack: %s", exc)
+                continue
+            self._acknowledge(ack["batches"], ack["rejected"])
+
+    def _acknowledge(self, batches: list[str], rejected: list[str]) -> None:
+        done: list[str] = []
+        for batch_id in batches:
+            pack = self._packs.pop(batch_id, None)
+            if pack is not None:
+                self.sent += pack.count
+                self.sent_packs += 1
+                done.append(batch_id)
+        for batch_id in rejected:
+            pack = self._packs.pop(batch_id, None)
+            if pack is not None:
+                self.rejected += pack.count
+                done.append(batch_id)
+                _LOGGER.warning("uplink: the cloud refused pack %s (%d readings) for good: dropping it",
+                                batch_id, pack.count)
+        if done:
+            self._changed.set()
+            # Not part of the connection's task group: a delete queued must finish even if the connection drops.
+            self._spawn(self._delete(done))
+
+    async def _delete(self, batch_ids: list[str]) -> None:
+        try:
+            await self._buffer.delete(batch_ids)
+        except BufferError_ as exc:
+            _LOGGER.error("uplink: cannot delete acknowledged batches (they will be sent again): %s", exc)
+
+    async def _health_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await client.publish(self._health_topic, encode_health(self.health()), qos=1,
+                                 timeout=self._cloud.connect_timeout_s)
+            await asyncio.sleep(self._cfg.health_interval_s)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException, target: discovery.Target | None) -> str:
+    where = f" {target.mqtt_url}" if target is not None else ""
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({cause})"
+    if isinstance(exc, UplinkError):
+        return text
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the certificate of{where} is not trusted ({text}); "
+                "pin the cloud's CA with cloud.ca_file")
+    if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
+        return f"MQTT{where}: {text}"
+    return f"cannot reach{where}: {text}"
