@@ -139,6 +139,9 @@ class CloudServer:
             ssl_certfile=str(cfg.server.certfile) if cfg.server.certfile else None,
             ssl_keyfile=str(cfg.server.keyfile) if cfg.server.keyfile else None,
             timeout_graceful_shutdown=max(1, int(cfg.server.shutdown_timeout_s / 2)),
+            # MQTT has its own keep-alive; WebSocket pings only hurt: paho 2.x answers them with an
+            # unmasked pong, which the server must treat as a protocol error and disconnect for.
+            ws_ping_interval=None,
         )
         uv_config.load()
         http = uvicorn.Server(uv_config)
