@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import random
 import re
 import secrets
 import signal
@@ -73,44 +74,64 @@ def _client_main(port: int, client: int, seconds: float, per_post: int, concurre
     asyncio.run(_client(port, client, seconds, per_post, concurrency, out))
 
 
+def one_minute_pack(sensor: str, start: int, n: int, seq: int) -> bytes:
+    """A pack as a 1 Hz sensor node sends it once a minute: base name, base time, integer offsets.
+
+    The metric rides in the base name (``bn`` "node:temperature", no ``n``), so a record is just
+    ``{t, v}``: 60 readings fit in one 1 KiB CoAP block.
+    """
+    import cbor2
+
+    rng = random.Random(hash((sensor, seq)))
+    value = 20.0 + rng.uniform(-5, 5)
+    recs: list[dict[int, object]] = []
+    for i in range(n):
+        value += rng.gauss(0, 0.05)  # a random walk, at the 0.01 resolution of a cheap sensor
+        recs.append({6: i, 2: round(value, 2)})
+    recs[0].update({-2: f"{sensor}:temperature", -3: start, -4: "Cel"})
+    return bytes(cbor2.dumps(recs))
+
+
 async def _client(port: int, client: int, seconds: float, per_post: int, concurrency: int, out: Any) -> None:
     import aiocoap
 
-    ctx = await aiocoap.Context.create_client_context()
     uri = f"coap://127.0.0.1:{port}/telemetry"
     acked = posts = failed = 0
+    codes: dict[str, int] = {}
     start = time.time()
     deadline = time.monotonic() + seconds
 
     async def worker(w: int) -> None:
         nonlocal acked, posts, failed
-        seq = 0
+        # One UDP endpoint per worker: a real node is one endpoint with one request at a time.
+        ctx = await aiocoap.Context.create_client_context()
         sensor = f"bench-c{client}-w{w}"
-        while time.monotonic() < deadline:
-            base = time.time()
-            readings = []
-            for i in range(per_post):
+        clock = int(time.time()) - 86_400  # this node's samples: 1 Hz, a day ago onwards, each time unique
+        seq = 0
+        try:
+            while time.monotonic() < deadline:
+                payload = one_minute_pack(sensor, clock, per_post, seq)
+                clock += per_post
                 seq += 1
-                # Two-decimal temperatures, like a real sensor; each (sensor, metric, time) unique.
-                readings.append(
-                    Reading(sensor, "temperature", round(20 + (seq % 500) / 100, 2), round(base + i * 1e-5, 6), "Cel")
-                )
-            msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=senml.encode(readings))
-            msg.opt.content_format = senml.CONTENT_FORMAT_CBOR
-            try:
-                resp = await asyncio.wait_for(ctx.request(msg).response, 10)
-            except Exception:
-                failed += 1
-                continue
-            posts += 1
-            if resp.code.is_successful():
-                acked += per_post
-            else:
-                failed += 1
+                msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=payload)
+                msg.opt.content_format = senml.CONTENT_FORMAT_CBOR
+                try:
+                    resp = await asyncio.wait_for(ctx.request(msg).response, 10)
+                except Exception as exc:
+                    failed += 1
+                    codes[type(exc).__name__] = codes.get(type(exc).__name__, 0) + 1
+                    continue
+                posts += 1
+                if resp.code.is_successful():
+                    acked += per_post
+                else:
+                    failed += 1
+                    codes[str(resp.code)] = codes.get(str(resp.code), 0) + 1
+        finally:
+            await ctx.shutdown()
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    await ctx.shutdown()
-    out.put({"acked": acked, "posts": posts, "failed": failed, "start": start, "end": time.time()})
+    out.put({"acked": acked, "posts": posts, "failed": failed, "codes": codes, "start": start, "end": time.time()})
 
 
 # ---------------------------------------------------------------- the ceiling: a bare aiomqtt publisher
@@ -175,7 +196,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="how long the CoAP clients post")
     ap.add_argument("--clients", type=int, default=2, help="CoAP client processes")
     ap.add_argument("--concurrency", type=int, default=8, help="posts in flight per client")
-    ap.add_argument("--per-post", type=int, default=60, help="readings per CoAP post (fits one 1 KiB block)")
+    ap.add_argument("--per-post", type=int, default=60, help="readings per CoAP post (60: one minute of 1 Hz samples, one 1 KiB block)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="roost-bench-"))
@@ -265,6 +286,10 @@ max_records = 5000
         acked = sum(r["acked"] for r in results)
         posts = sum(r["posts"] for r in results)
         failed = sum(r["failed"] for r in results)
+        failures: dict[str, int] = {}
+        for r in results:
+            for k, v in r["codes"].items():
+                failures[k] = failures.get(k, 0) + v
         load_s = max(r["end"] for r in results) - min(r["start"] for r in results)
 
         # Wait until the gateway reports every acknowledged reading as acknowledged by the cloud.
@@ -287,7 +312,7 @@ max_records = 5000
             f"Roost uplink benchmark ({os.cpu_count()} cores, {args.clients} CoAP client processes x "
             f"{args.concurrency} posts in flight, {args.per_post} readings per post, {args.seconds:g} s)"
         )
-        print(f"  CoAP posts acknowledged  {posts:>10,}  ({posts / load_s:,.0f}/s; {failed} failed)")
+        print(f"  CoAP posts acknowledged  {posts:>10,}  ({posts / load_s:,.0f}/s; {failed} failed{': ' + str(failures) if failures else ''})")
         print(f"  readings acknowledged    {acked:>10,}  stored by the cloud: {sent:,}")
         print(f"  end to end               {sent / e2e_s:>10,.0f} readings/s   target >= {TARGET_READINGS_S:,}")
         print(

@@ -109,6 +109,19 @@ def _json_record(index: int, rec: Any) -> dict[str, Any]:
 def _cbor_record(index: int, rec: Any) -> dict[str, Any]:
     if not isinstance(rec, dict):
         raise PayloadError(f"record {index} is not a map")
+    # Fast path: every label a known integer (what encoders send). 1.0 and True hash like 1, so
+    # the key types are checked too before the result is trusted.
+    try:
+        out = {CBOR_LABELS[k]: v for k, v in rec.items()}
+    except KeyError:
+        return _cbor_record_slow(index, rec)
+    for k in rec:
+        if type(k) is not int:
+            return _cbor_record_slow(index, rec)
+    return out
+
+
+def _cbor_record_slow(index: int, rec: dict[Any, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in rec.items():
         if isinstance(key, int) and not isinstance(key, bool):
@@ -141,6 +154,33 @@ def _string(index: int, label: str, value: Any) -> str:
     return value
 
 
+_KNOWN_LABELS = frozenset(LABEL_CODES)
+_BASE_LABELS = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
+
+
+def _fnum(index: int, label: str, value: Any) -> float:
+    """A finite float from a record field; the common case (a float) costs one subtraction."""
+    if type(value) is float and value - value == 0.0:  # inf - inf and nan - nan are nan
+        return value
+    return _number(index, label, value)
+
+
+def _base_fields(i: int, rec: dict[str, Any], bases: list[Any]) -> None:
+    """Apply a record's base fields to ``bases`` = [bn, bt, bu, bv] (RFC 8428 section 4.5)."""
+    if "bver" in rec:
+        ver = rec["bver"]
+        if isinstance(ver, bool) or not isinstance(ver, int) or ver > SENML_VERSION:
+            raise PayloadError(f"record {i}: SenML version {ver!r} is not supported (up to {SENML_VERSION})")
+    if "bn" in rec:
+        bases[0] = _string(i, "bn", rec["bn"])
+    if "bt" in rec:
+        bases[1] = _number(i, "bt", rec["bt"])
+    if "bu" in rec:
+        bases[2] = _string(i, "bu", rec["bu"])
+    if "bv" in rec:
+        bases[3] = _number(i, "bv", rec["bv"])
+
+
 def resolve(
     records: Sequence[dict[str, Any]],
     *,
@@ -152,62 +192,59 @@ def resolve(
         raise PayloadError("the pack has no records")
     if len(records) > max_records:
         raise PayloadError(f"the pack has {len(records)} records, more than the {max_records} allowed")
-    bn, bt, bu, bv = "", 0.0, None, 0.0
+    bases: list[Any] = ["", 0.0, None, 0.0]  # bn, bt, bu, bv
     now_ts = time.time() if now is None else now
     out: list[Reading] = []
+    names: dict[str, tuple[str, str]] = {}  # a pack repeats its names: check each once
     for i, rec in enumerate(records):
-        for label in rec:
-            if label.endswith("_"):
-                raise PayloadError(f"record {i}: must-understand label '{label}' is not supported")
-        if "bver" in rec:
-            ver = rec["bver"]
-            if isinstance(ver, bool) or not isinstance(ver, int) or ver > SENML_VERSION:
-                raise PayloadError(f"record {i}: SenML version {ver!r} is not supported (up to {SENML_VERSION})")
-        if "bn" in rec:
-            bn = _string(i, "bn", rec["bn"])
-        if "bt" in rec:
-            bt = _number(i, "bt", rec["bt"])
-        if "bu" in rec:
-            bu = _string(i, "bu", rec["bu"])
-        if "bv" in rec:
-            bv = _number(i, "bv", rec["bv"])
-        kinds = [k for k in ("v", "vs", "vb", "vd") if k in rec]
-        if not kinds and set(rec) <= {"bn", "bt", "bu", "bv", "bs", "bver"}:
+        keys = rec.keys()
+        if not keys <= _KNOWN_LABELS:
+            for label in rec:
+                if label.endswith("_"):
+                    raise PayloadError(f"record {i}: must-understand label '{label}' is not supported")
+        if not keys.isdisjoint(_BASE_LABELS):
+            _base_fields(i, rec, bases)
+        bn, bt, bu, bv = bases
+        nkinds = ("v" in rec) + ("vs" in rec) + ("vb" in rec) + ("vd" in rec)
+        if not nkinds and keys <= _BASE_LABELS:
             continue  # a record carrying only base values (its base name may end in ':', no metric yet)
-        name = bn + (_string(i, "n", rec["n"]) if "n" in rec else "")
-        if not name:
-            raise PayloadError(f"record {i} has no name (neither 'bn' nor 'n')")
-        try:
-            sensor, metric = split_name(name)
-        except InvalidName as exc:
-            raise PayloadError(f"record {i}: {exc}") from exc
+        name = bn + _string(i, "n", rec["n"]) if "n" in rec else bn
+        split = names.get(name)
+        if split is None:
+            if not name:
+                raise PayloadError(f"record {i} has no name (neither 'bn' nor 'n')")
+            try:
+                split = names[name] = split_name(name)
+            except InvalidName as exc:
+                raise PayloadError(f"record {i}: {exc}") from exc
         value: Value
-        if len(kinds) > 1:
-            raise PayloadError(f"record {i} has more than one value ({', '.join(kinds)})")
-        if not kinds:
+        if nkinds != 1:
+            if nkinds > 1:
+                kinds = [k for k in ("v", "vs", "vb", "vd") if k in rec]
+                raise PayloadError(f"record {i} has more than one value ({', '.join(kinds)})")
             if "s" in rec:
                 raise PayloadError(f"record {i}: sum-only records are not supported")
             raise PayloadError(f"record {i} ({name}) has no value ('v', 'vs' or 'vb')")
-        kind = kinds[0]
-        if kind == "v":
-            value = _number(i, "v", rec["v"]) + bv
-            if not math.isfinite(value):
+        if "v" in rec:
+            number = _fnum(i, "v", rec["v"]) + bv
+            if number - number != 0.0:
                 raise PayloadError(f"record {i}: base value plus value is not a finite number")
-        elif kind == "vs":
+            value = number
+        elif "vs" in rec:
             value = _string(i, "vs", rec["vs"])
-        elif kind == "vb":
-            if not isinstance(rec["vb"], bool):
-                raise PayloadError(f"record {i}: 'vb' must be true or false")
+        elif "vb" in rec:
             value = rec["vb"]
+            if value is not True and value is not False:
+                raise PayloadError(f"record {i}: 'vb' must be true or false")
         else:
             raise PayloadError(f"record {i}: data values ('vd') are not supported")
-        t = bt + (_number(i, "t", rec["t"]) if "t" in rec else 0.0)
-        if not math.isfinite(t):
+        t = bt + _fnum(i, "t", rec["t"]) if "t" in rec else bt
+        if t - t != 0.0:
             raise PayloadError(f"record {i}: base time plus time is not a finite number")
         if t < RELATIVE_TIME_LIMIT:
             t = now_ts + t
         unit = (_string(i, "u", rec["u"]) if "u" in rec else bu) or None
-        out.append(Reading(sensor=sensor, metric=metric, value=value, ts=round(t, 6), unit=unit))
+        out.append(Reading(split[0], split[1], value, round(t, 6), unit))
     if not out:
         raise PayloadError("the pack has no records with values")
     return out

@@ -180,7 +180,9 @@ async def test_age_bound_on_append_and_by_sweep(tmp_path: Path) -> None:
 async def test_counters_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     async with DurableBuffer(path, max_bytes=4 * SIZE, max_age_s=10) as buf:
-        await buf.append([r(i) for i in range(6)] + [r(9, ts=time.time() - 100)])
+        # Fresh times: the module's NOW may be more than max_age_s old by the time this test runs.
+        fresh = time.time()
+        await buf.append([r(i, ts=round(fresh + i / 1000, 6)) for i in range(6)] + [r(9, ts=fresh - 100)])
     async with DurableBuffer(path, max_bytes=4 * SIZE, max_age_s=10) as buf:
         st = buf.stats()
         assert st["dropped_full"] == 2 and st["dropped_age"] == 1 and st["buffered"] == 4
