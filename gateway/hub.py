@@ -41,6 +41,8 @@ class Hub:
             return
         await self._sink.append(readings)
         self.published += len(readings)
+        if not self.readings.observers:
+            return  # nobody listens: skip a per-reading call into reactivex
         for r in readings:
             try:
                 self.readings.on_next(r)
