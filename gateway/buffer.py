@@ -525,9 +525,11 @@ class DurableBuffer:
                 if rows and self.policy != "drop-oldest" and self._bytes + size > self.max_bytes:
                     if self.policy == "refuse":
                         dropped_full += len(rows)
-                        appended.append(BufferFull(
-                            f"buffer full ({self._bytes} of {self.max_bytes} bytes): {len(rows)} readings refused"
-                        ))
+                        appended.append(
+                            BufferFull(
+                                f"buffer full ({self._bytes} of {self.max_bytes} bytes): {len(rows)} readings refused"
+                            )
+                        )
                         continue
                     rows, size = self._fitting_prefix(rows)
                     dropped_full += len(readings) - aged - len(rows)
@@ -626,12 +628,20 @@ class DurableBuffer:
                 which = "the oldest" if self.policy == "drop-oldest" else "new"
                 _LOGGER.warning(
                     "buffer %s is full (%d bytes, limit %d): %s %s readings (policy %s)",
-                    self.path, self._bytes, self.max_bytes, verb, which, self.policy,
+                    self.path,
+                    self._bytes,
+                    self.max_bytes,
+                    verb,
+                    which,
+                    self.policy,
                 )
         elif self._full_incident and self._bytes < self.max_bytes * RECOVERED_FRACTION:
             _LOGGER.info(
                 "buffer %s has room again (%d of %d bytes); %d readings were dropped while it was full",
-                self.path, self._bytes, self.max_bytes, self._full_incident_drops,
+                self.path,
+                self._bytes,
+                self.max_bytes,
+                self._full_incident_drops,
             )
             self._full_incident = False
             self._full_incident_drops = 0
@@ -658,4 +668,3 @@ def default_path(state_dir: Path) -> Path:
 
 
 __all__ = ["Batch", "BufferStats", "DurableBuffer", "default_path"]
-

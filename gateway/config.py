@@ -83,8 +83,9 @@ class UplinkSection:
     batch_max_delay_ms: int = doc("Longest a reading waits for its pack to fill", default=200)
     inflight: int = doc("Packs published and not yet acknowledged, at most", default=16)
     encoding: Literal["cbor", "json"] = doc("SenML encoding of packs", default="cbor")
-    compress: Literal["auto", "zlib", "none"] = doc("auto: zlib when the cloud's discovery document allows it",
-                                                   default="auto")
+    compress: Literal["auto", "zlib", "none"] = doc(
+        "auto: zlib when the cloud's discovery document allows it", default="auto"
+    )
     ack_timeout_s: float = doc("Seconds to wait for a pack's acknowledgement before sending it again", default=30.0)
     health_interval_s: float = doc("Seconds between health reports", default=30.0)
 

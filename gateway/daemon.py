@@ -107,7 +107,8 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             await _cancel_all(adapter_tasks, deadline, "adapter")
             hub.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(uplink.flush(max(0.1, deadline - time.monotonic() - 0.5)),
-                                       max(0.2, deadline - time.monotonic()))
+                await asyncio.wait_for(
+                    uplink.flush(max(0.1, deadline - time.monotonic() - 0.5)), max(0.2, deadline - time.monotonic())
+                )
             await _cancel_all([uplink_task], deadline + 1.0, "uplink")
     _LOGGER.info("Gateway %s stopped", gw_id)

@@ -1,11 +1,11 @@
 """Errors of the gateway daemon.
 
-    GatewayError                 root of everything the gateway raises
-    ├── ConfigError              a config file that cannot be used (``.path``, ``.key_path``)
-    ├── BufferError_             the durable buffer refused or failed
-    │   └── BufferFull           the buffer is full and its policy is ``refuse``
-    └── UplinkError              the cloud cannot be reached or refused us (transient: retried)
-        └── DiscoveryError       the cloud's discovery document is missing or malformed
+GatewayError                 root of everything the gateway raises
+├── ConfigError              a config file that cannot be used (``.path``, ``.key_path``)
+├── BufferError_             the durable buffer refused or failed
+│   └── BufferFull           the buffer is full and its policy is ``refuse``
+└── UplinkError              the cloud cannot be reached or refused us (transient: retried)
+    └── DiscoveryError       the cloud's discovery document is missing or malformed
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Errors of the wire contract.
 
-    WireError                 root of everything this package raises
-    ├── PayloadError          a pack or envelope that cannot be decoded (``.reason``)
-    │   └── PayloadTooLarge   a payload over the size it may have
-    └── InvalidName            a sensor, metric, tenant or gateway id that breaks the naming rules
+WireError                 root of everything this package raises
+├── PayloadError          a pack or envelope that cannot be decoded (``.reason``)
+│   └── PayloadTooLarge   a payload over the size it may have
+└── InvalidName            a sensor, metric, tenant or gateway id that breaks the naming rules
 """
 
 from __future__ import annotations

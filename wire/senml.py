@@ -22,8 +22,21 @@ from wire.reading import Reading, Value
 
 # RFC 8428 section 6, table 4: CBOR labels.
 CBOR_LABELS: dict[int, str] = {
-    -1: "bver", -2: "bn", -3: "bt", -4: "bu", -5: "bv", -6: "bs",
-    0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 5: "s", 6: "t", 7: "ut", 8: "vd",
+    -1: "bver",
+    -2: "bn",
+    -3: "bt",
+    -4: "bu",
+    -5: "bv",
+    -6: "bs",
+    0: "n",
+    1: "u",
+    2: "v",
+    3: "vs",
+    4: "vb",
+    5: "s",
+    6: "t",
+    7: "ut",
+    8: "vd",
 }
 LABEL_CODES: dict[str, int] = {v: k for k, v in CBOR_LABELS.items()}
 SENML_VERSION = 10
@@ -250,8 +263,13 @@ def resolve(
     return out
 
 
-def decode(payload: bytes, *, now: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-           max_records: int = DEFAULT_MAX_RECORDS) -> list[Reading]:
+def decode(
+    payload: bytes,
+    *,
+    now: float | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+) -> list[Reading]:
     """Decode a SenML pack (CBOR, JSON or zlib of either) into Readings."""
     return resolve(load_records(payload, max_bytes=max_bytes), now=now, max_records=max_records)
 

@@ -11,9 +11,7 @@ from wire.names import check_gateway, check_tenant
 ROOT = "roost"
 DEFAULT_TENANT = "default"
 
-Kind = Literal[
-    "telemetry", "events", "ack", "health", "status", "state", "cmd", "cmd-result", "token", "token-result"
-]
+Kind = Literal["telemetry", "events", "ack", "health", "status", "state", "cmd", "cmd-result", "token", "token-result"]
 KINDS: frozenset[str] = frozenset(
     ["telemetry", "events", "ack", "health", "status", "state", "cmd", "cmd-result", "token", "token-result"]
 )

@@ -170,6 +170,19 @@ def loads(cls: type[T], text: str, *, base_dir: Path | None = None) -> T:
     return build(cls, tomllib.loads(text), base_dir=base_dir)
 
 
+def _toml(value: Any) -> str:
+    """A default as it would be written in the TOML file."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
 def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
     """(key path, default, doc) for every field of ``cls`` and its sub-tables: the documented defaults."""
     rows: list[tuple[str, str, str]] = []
@@ -181,9 +194,9 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
             rows.extend(describe(tp, path))
             continue
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            default = _toml(f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
+            default = _toml(f.default_factory())
         else:
             default = "(required)"
         rows.append((path, default, str(f.metadata.get("doc", ""))))

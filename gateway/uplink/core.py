@@ -215,8 +215,13 @@ class Uplink:
         if client is not None and self._connected:
             # A clean disconnect suppresses the last will: say offline ourselves.
             with contextlib.suppress(aiomqtt.MqttError, OSError):
-                await client.publish(self._status_topic, OFFLINE, qos=1, retain=True,
-                                     timeout=max(0.2, min(2.0, deadline - time.monotonic())))
+                await client.publish(
+                    self._status_topic,
+                    OFFLINE,
+                    qos=1,
+                    retain=True,
+                    timeout=max(0.2, min(2.0, deadline - time.monotonic())),
+                )
 
     # ----------------------------------------------------------------- one connection
 
@@ -256,12 +261,18 @@ class Uplink:
             if self._connects > 1:
                 self.reconnects += 1
             if self._outage_since is not None:
-                _LOGGER.info("uplink: connected to %s again after %.1f s", endpoint.url,
-                             time.monotonic() - self._outage_since)
+                _LOGGER.info(
+                    "uplink: connected to %s again after %.1f s", endpoint.url, time.monotonic() - self._outage_since
+                )
                 self._outage_since = None
             else:
-                _LOGGER.info("uplink: connected to %s (ack mode %s, %s%s)", endpoint.url, target.ack,
-                             target.encoding, "+zlib" if target.compress else "")
+                _LOGGER.info(
+                    "uplink: connected to %s (ack mode %s, %s%s)",
+                    endpoint.url,
+                    target.ack,
+                    target.encoding,
+                    "+zlib" if target.compress else "",
+                )
             self.last_error = None
             for pack in self._packs.values():
                 pack.sent_at = 0.0
@@ -310,8 +321,13 @@ class Uplink:
             if len(payload) > target.max_pack_bytes and len(batch.readings) > 1:
                 self._buffer.release([batch.id])
                 self._batch_limit = max(1, len(batch.readings) // 2)
-                _LOGGER.info("uplink: a pack of %d readings is %d bytes, over the cloud's %d: sending %d at most",
-                             len(batch.readings), len(payload), target.max_pack_bytes, self._batch_limit)
+                _LOGGER.info(
+                    "uplink: a pack of %d readings is %d bytes, over the cloud's %d: sending %d at most",
+                    len(batch.readings),
+                    len(payload),
+                    target.max_pack_bytes,
+                    self._batch_limit,
+                )
                 continue
             topic = topics.telemetry(self.tenant, self.gateway_id, batch.id)
             pack = _Pack(batch.id, topic, payload, len(batch.readings))
@@ -337,8 +353,11 @@ class Uplink:
             now = time.monotonic()
             for pack in list(self._packs.values()):
                 if pack.sent_at and now - pack.sent_at >= self._cfg.ack_timeout_s:
-                    _LOGGER.debug("uplink: pack %s not acknowledged within %.1f s: sending it again",
-                                  pack.batch_id, self._cfg.ack_timeout_s)
+                    _LOGGER.debug(
+                        "uplink: pack %s not acknowledged within %.1f s: sending it again",
+                        pack.batch_id,
+                        self._cfg.ack_timeout_s,
+                    )
                     self.resent += 1
                     self._publish(client, tg, pack, target)
 
@@ -369,8 +388,9 @@ class Uplink:
             if pack is not None:
                 self.rejected += pack.count
                 done.append(batch_id)
-                _LOGGER.warning("uplink: the cloud refused pack %s (%d readings) for good: dropping it",
-                                batch_id, pack.count)
+                _LOGGER.warning(
+                    "uplink: the cloud refused pack %s (%d readings) for good: dropping it", batch_id, pack.count
+                )
         if done:
             self._changed.set()
             # Not part of the connection's task group: a delete queued must finish even if the connection drops.
@@ -384,8 +404,9 @@ class Uplink:
 
     async def _health_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            await client.publish(self._health_topic, encode_health(self.health()), qos=1,
-                                 timeout=self._cloud.connect_timeout_s)
+            await client.publish(
+                self._health_topic, encode_health(self.health()), qos=1, timeout=self._cloud.connect_timeout_s
+            )
             await asyncio.sleep(self._cfg.health_interval_s)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -410,8 +431,7 @@ def _describe(exc: BaseException, target: discovery.Target | None) -> str:
     if isinstance(exc, UplinkError):
         return text
     if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS: the certificate of{where} is not trusted ({text}); "
-                "pin the cloud's CA with cloud.ca_file")
+        return f"TLS: the certificate of{where} is not trusted ({text}); pin the cloud's CA with cloud.ca_file"
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         return f"MQTT{where}: {text}"
     return f"cannot reach{where}: {text}"

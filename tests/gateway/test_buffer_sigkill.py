@@ -29,6 +29,7 @@ async def count_by_sensor(path: Path) -> dict[str, int]:
                 stored[reading.sensor] = stored.get(reading.sensor, 0) + 1
     return stored
 
+
 CHILD = r"""
 import asyncio, sys, time
 from gateway.buffer import DurableBuffer

@@ -45,8 +45,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def broker_config(tcp_port: int, ws_port: int, *, certfile: Path | None = None, keyfile: Path | None = None,
-                  ) -> dict[str, Any]:
+def broker_config(
+    tcp_port: int,
+    ws_port: int,
+    *,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+) -> dict[str, Any]:
     """amqtt 0.12 config: a TCP and a WebSockets listener (TLS when given a cert), anonymous allowed."""
     ws: dict[str, Any] = {"type": "ws", "bind": f"127.0.0.1:{ws_port}"}
     if certfile is not None:
@@ -95,8 +100,9 @@ class Acker:
         """Serve until cancelled, reconnecting when the broker goes away."""
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"acker-{os.getpid()}",
-                                          timeout=1) as client:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=f"acker-{os.getpid()}", timeout=1
+                ) as client:
                     self.client = client
                     await client.subscribe("roost/+/+/telemetry/#", qos=1)
                     async for msg in client.messages:
@@ -154,8 +160,9 @@ def readings(n: int, sensor: str = "s1", start: int = 0) -> list[Reading]:
     for i in range(start, start + n):
         ts = round(base + i / 1000 + 0.000001 * (i % 7), 6)
         kind = i % 4
-        value: float | bool | str = (i * 0.25 if kind == 0 else float(i) if kind == 1 else
-                                     bool(i % 8) if kind == 2 else f"state-{i}")
+        value: float | bool | str = (
+            i * 0.25 if kind == 0 else float(i) if kind == 1 else bool(i % 8) if kind == 2 else f"state-{i}"
+        )
         out.append(Reading(sensor, f"m{kind}", value, ts, "Cel" if kind == 0 else None))
     return out
 
@@ -195,13 +202,21 @@ async def running(*coros: Awaitable[None]) -> AsyncIterator[list[asyncio.Task[No
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
 
 
-def make_uplink(buffer: DurableBuffer, state_dir: Path, mqtt_url: str, *, extra: dict[str, int] | None = None,
-                **uplink_kwargs: Any) -> Uplink:
+def make_uplink(
+    buffer: DurableBuffer, state_dir: Path, mqtt_url: str, *, extra: dict[str, int] | None = None, **uplink_kwargs: Any
+) -> Uplink:
     """An Uplink to ``mqtt_url`` with quick timeouts."""
     cloud = CloudSection(mqtt_url=mqtt_url, connect_timeout_s=3, backoff_initial_s=0.05, backoff_max_s=0.5)
     kwargs: dict[str, Any] = {"batch_max_readings": 500, "batch_max_delay_ms": 20} | uplink_kwargs
-    return Uplink(gateway_id=GW, tenant=TENANT, cloud=cloud, uplink=UplinkSection(**kwargs), buffer=buffer,
-                  state_dir=state_dir, extra_counters=(lambda: extra) if extra is not None else None)
+    return Uplink(
+        gateway_id=GW,
+        tenant=TENANT,
+        cloud=cloud,
+        uplink=UplinkSection(**kwargs),
+        buffer=buffer,
+        state_dir=state_dir,
+        extra_counters=(lambda: extra) if extra is not None else None,
+    )
 
 
 # ----------------------------------------------------------------------------------------- unit
@@ -221,8 +236,15 @@ def test_parse_url() -> None:
 
 
 def test_target_from_discovery_document() -> None:
-    doc = parse_discovery({"mqtt_ws_url": "wss://c/mqtt", "api_url": "https://c/api/v1",
-                           "mqtt_tcp_url": "mqtt://c:1883", "senml_compression": ["zlib"], "ack": "puback"})
+    doc = parse_discovery(
+        {
+            "mqtt_ws_url": "wss://c/mqtt",
+            "api_url": "https://c/api/v1",
+            "mqtt_tcp_url": "mqtt://c:1883",
+            "senml_compression": ["zlib"],
+            "ack": "puback",
+        }
+    )
     t = target(CloudSection(), UplinkSection(), doc, "discovery")
     assert (t.mqtt_url, t.ack, t.compress, t.encoding) == ("wss://c/mqtt", "puback", True, "cbor")
     assert not target(CloudSection(), UplinkSection(compress="none"), doc).compress
@@ -282,8 +304,14 @@ async def test_rejected_batches_are_dropped_and_counted(
     broker: BrokerProc, buffer: DurableBuffer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     acker = Acker(broker.tcp_port, mode="reject-bad")
-    uplink = make_uplink(buffer, tmp_path, f"mqtt://127.0.0.1:{broker.tcp_port}", batch_max_readings=100,
-                         batch_max_delay_ms=0, extra={"rejected": 7})
+    uplink = make_uplink(
+        buffer,
+        tmp_path,
+        f"mqtt://127.0.0.1:{broker.tcp_port}",
+        batch_max_readings=100,
+        batch_max_delay_ms=0,
+        extra={"rejected": 7},
+    )
     async with running(acker.run(), uplink.run()):
         await until(lambda: acker.client is not None, what="the acker")
         await buffer.append(readings(100, sensor="good"))
@@ -302,8 +330,9 @@ async def test_broker_restart_mid_stream_loses_nothing(
 ) -> None:
     acker = Acker(broker.tcp_port)
     # The acker is away too while the broker is down: packs sent meanwhile go unacknowledged and are re-sent.
-    uplink = make_uplink(buffer, tmp_path, f"ws://127.0.0.1:{broker.ws_port}/mqtt", batch_max_readings=200,
-                         ack_timeout_s=1)
+    uplink = make_uplink(
+        buffer, tmp_path, f"ws://127.0.0.1:{broker.ws_port}/mqtt", batch_max_readings=200, ack_timeout_s=1
+    )
     total = 40 * 100
 
     async def produce() -> None:
@@ -329,8 +358,9 @@ async def test_broker_restart_mid_stream_loses_nothing(
 
 async def test_health_reports_carry_counters(broker: BrokerProc, buffer: DurableBuffer, tmp_path: Path) -> None:
     acker = Acker(broker.tcp_port)
-    uplink = make_uplink(buffer, tmp_path, f"mqtt://127.0.0.1:{broker.tcp_port}", health_interval_s=0.2,
-                         extra={"rejected": 3})
+    uplink = make_uplink(
+        buffer, tmp_path, f"mqtt://127.0.0.1:{broker.tcp_port}", health_interval_s=0.2, extra={"rejected": 3}
+    )
     reports: list[dict[str, Any]] = []
 
     async def watch() -> None:
@@ -346,8 +376,16 @@ async def test_health_reports_carry_counters(broker: BrokerProc, buffer: Durable
             await buffer.append(readings(50))
             await until(lambda: any(r["counters"]["sent"] == 50 for r in reports), what="a report with sent=50")
     last = reports[-1]
-    assert set(last["counters"]) == {"buffered", "received", "sent", "dropped", "dropped_full", "dropped_age",
-                                     "rejected", "reconnects"}
+    assert set(last["counters"]) == {
+        "buffered",
+        "received",
+        "sent",
+        "dropped",
+        "dropped_full",
+        "dropped_age",
+        "rejected",
+        "reconnects",
+    }
     assert last["counters"]["received"] == 50 and last["counters"]["rejected"] == 3
     assert last["uptime_s"] > 0 and abs(last["ts"] - time.time()) < 60
 
@@ -380,8 +418,14 @@ async def test_killed_connection_leaves_offline_retained(broker: BrokerProc, tmp
                 seen.append(bytes(msg.payload))
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LAST_WILL_CHILD, f"ws://127.0.0.1:{broker.ws_port}/mqtt", str(tmp_path),
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        sys.executable,
+        "-c",
+        LAST_WILL_CHILD,
+        f"ws://127.0.0.1:{broker.ws_port}/mqtt",
+        str(tmp_path),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         async with running(watch()):
@@ -441,8 +485,14 @@ class DiscoveryServer:
         ok = request.startswith(b"GET /.well-known/roost ")
         body = json.dumps(self.doc).encode() if ok else b"{}"
         status = b"200 OK" if ok else b"404 Not Found"
-        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        writer.write(
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
         await writer.drain()
         writer.close()
 
@@ -460,17 +510,29 @@ class DiscoveryServer:
 async def test_discovery_puback_mode_compression_and_cache(
     broker: BrokerProc, buffer: DurableBuffer, tmp_path: Path
 ) -> None:
-    http = DiscoveryServer({
-        "mqtt_ws_url": f"ws://127.0.0.1:{broker.ws_port}/mqtt", "api_url": "http://127.0.0.1/api/v1",
-        "ack": "puback", "senml_compression": ["zlib"], "senml_encodings": ["cbor", "json"],
-    })
+    http = DiscoveryServer(
+        {
+            "mqtt_ws_url": f"ws://127.0.0.1:{broker.ws_port}/mqtt",
+            "api_url": "http://127.0.0.1/api/v1",
+            "ack": "puback",
+            "senml_compression": ["zlib"],
+            "senml_encodings": ["cbor", "json"],
+        }
+    )
     await http.start()
     acker = Acker(broker.tcp_port, mode="hold")  # never acks: puback mode must not need it
-    cloud = CloudSection(url=f"http://127.0.0.1:{http.port}", connect_timeout_s=3, backoff_initial_s=0.05,
-                         backoff_max_s=0.3)
+    cloud = CloudSection(
+        url=f"http://127.0.0.1:{http.port}", connect_timeout_s=3, backoff_initial_s=0.05, backoff_max_s=0.3
+    )
     state = tmp_path / "state"
-    up = Uplink(gateway_id=GW, tenant=TENANT, cloud=cloud, uplink=UplinkSection(batch_max_delay_ms=10),
-                buffer=buffer, state_dir=state)
+    up = Uplink(
+        gateway_id=GW,
+        tenant=TENANT,
+        cloud=cloud,
+        uplink=UplinkSection(batch_max_delay_ms=10),
+        buffer=buffer,
+        state_dir=state,
+    )
     try:
         async with running(acker.run(), up.run()):
             await until(lambda: acker.client is not None, what="the acker")
@@ -482,21 +544,25 @@ async def test_discovery_puback_mode_compression_and_cache(
     finally:
         await http.stop()
     # The HTTP side is gone: a restarted gateway connects with the cached document.
-    up2 = Uplink(gateway_id=GW, tenant=TENANT, cloud=cloud, uplink=UplinkSection(batch_max_delay_ms=10),
-                 buffer=buffer, state_dir=state)
+    up2 = Uplink(
+        gateway_id=GW,
+        tenant=TENANT,
+        cloud=cloud,
+        uplink=UplinkSection(batch_max_delay_ms=10),
+        buffer=buffer,
+        state_dir=state,
+    )
     async with running(acker.run(), up2.run()):
         await buffer.append(readings(10, start=500))
         await until(lambda: buffer.stats()["buffered"] == 0, what="sending with the cached document")
     assert up2.target is not None and up2.target.source == "cache"
 
 
-async def test_discovery_failure_without_cache_is_retried_and_reported(
-    buffer: DurableBuffer, tmp_path: Path
-) -> None:
-    cloud = CloudSection(url=f"http://127.0.0.1:{free_port()}", connect_timeout_s=1, backoff_initial_s=0.05,
-                         backoff_max_s=0.1)
-    up = Uplink(gateway_id=GW, tenant=TENANT, cloud=cloud, uplink=UplinkSection(), buffer=buffer,
-                state_dir=tmp_path)
+async def test_discovery_failure_without_cache_is_retried_and_reported(buffer: DurableBuffer, tmp_path: Path) -> None:
+    cloud = CloudSection(
+        url=f"http://127.0.0.1:{free_port()}", connect_timeout_s=1, backoff_initial_s=0.05, backoff_max_s=0.1
+    )
+    up = Uplink(gateway_id=GW, tenant=TENANT, cloud=cloud, uplink=UplinkSection(), buffer=buffer, state_dir=tmp_path)
     async with running(up.run()):
         await until(lambda: up.connect_failures >= 3, what="retries")
     assert up.last_error is not None and "/.well-known/roost" in up.last_error
@@ -515,5 +581,5 @@ def test_websocket_frames_are_always_masked() -> None:
         assert frame[0] == 0x80 | opcode and frame[1] & 0x80, "FIN set and MASK set even when asked not to"
         n = frame[1] & 0x7F
         offset = 2 + {126: 2, 127: 8}.get(n, 0)
-        key, body = bytes(frame[offset:offset + 4]), bytes(frame[offset + 4:])
+        key, body = bytes(frame[offset : offset + 4]), bytes(frame[offset + 4 :])
         assert _wsfix.mask(key, body) == data

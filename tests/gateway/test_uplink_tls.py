@@ -28,13 +28,28 @@ def make_ca(folder: Path, cn: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x5
     now = datetime.datetime.now(datetime.UTC)
     key_ = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key_.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key_.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key_.public_key()), critical=False)
         .sign(key_, hashes.SHA256())
     )
@@ -48,11 +63,17 @@ def make_server_cert(folder: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.
     now = datetime.datetime.now(datetime.UTC)
     key_ = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca.subject)
-        .public_key(key_.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                    x509.DNSName("localhost")]), critical=False)
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key_.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -60,8 +81,9 @@ def make_server_cert(folder: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.
     )
     certfile, keyfile = folder / "server.pem", folder / "server.key"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key_.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key_.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return certfile, keyfile
 
 
@@ -80,10 +102,15 @@ async def tls_setup(tmp_path: Path) -> AsyncIterator[tuple[BrokerProc, Path, Pat
 
 
 def _uplink(buffer: DurableBuffer, state: Path, url: str, ca_file: Path | None) -> Uplink:
-    cloud = CloudSection(mqtt_url=url, ca_file=ca_file, connect_timeout_s=3, backoff_initial_s=0.05,
-                         backoff_max_s=0.2)
-    return Uplink(gateway_id=GW, tenant=TENANT, cloud=cloud, uplink=UplinkSection(batch_max_delay_ms=10),
-                  buffer=buffer, state_dir=state)
+    cloud = CloudSection(mqtt_url=url, ca_file=ca_file, connect_timeout_s=3, backoff_initial_s=0.05, backoff_max_s=0.2)
+    return Uplink(
+        gateway_id=GW,
+        tenant=TENANT,
+        cloud=cloud,
+        uplink=UplinkSection(batch_max_delay_ms=10),
+        buffer=buffer,
+        state_dir=state,
+    )
 
 
 async def test_wss_with_pinned_ca(tls_setup: tuple[BrokerProc, Path, Path], tmp_path: Path) -> None:
@@ -104,8 +131,9 @@ async def test_wss_with_untrusted_certificate_fails_clearly(
 ) -> None:
     broker, _, other_ca = tls_setup
     async with DurableBuffer(tmp_path / "b.sqlite", max_age_s=0) as buffer:
-        up = _uplink(buffer, tmp_path, f"wss://127.0.0.1:{broker.ws_port}/mqtt",
-                     None if pin == "system-cas" else other_ca)
+        up = _uplink(
+            buffer, tmp_path, f"wss://127.0.0.1:{broker.ws_port}/mqtt", None if pin == "system-cas" else other_ca
+        )
         async with running(up.run()):
             await until(lambda: up.connect_failures >= 2, what="failed attempts")
         assert not up.connected and up.reconnects == 0

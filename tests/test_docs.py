@@ -1,0 +1,37 @@
+"""The documented config references are the ones the code loads (they are generated from it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("which", "doc"), [("gateway", "docs/gateway-config.md"), ("cloud", "docs/cloud-config.md")])
+def test_config_reference_docs_are_current(which: str, doc: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "roost.cli", which, "config-reference"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| `" in out.stdout
+    assert (ROOT / doc).read_text() == out.stdout, (
+        f"{doc} is out of date: regenerate it with `roost {which} config-reference > {doc}`"
+    )
+
+
+def test_every_option_has_a_meaning() -> None:
+    for doc in ("docs/gateway-config.md", "docs/cloud-config.md"):
+        rows = [line for line in (ROOT / doc).read_text().splitlines() if line.startswith("| `")]
+        assert rows
+        for row in rows:
+            meaning = row.rstrip("|").rsplit("|", 1)[1].strip()
+            assert meaning, f"{doc}: {row} has no meaning"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    head = "\n".join((ROOT / "README.md").read_text().splitlines()[:40])
+    assert "make demo" in head and "make test" in head
