@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,30 +203,15 @@ def _check_files(config: CloudConfig) -> None:
 
 def load(path: Path | str) -> CloudConfig:
     """Load and check a cloud config file; raise ConfigError naming the file and key path."""
-    path = Path(path)
     try:
-        config = typedconfig.load(CloudConfig, path)
-        _check_files(config)
-        return config
-    except FileNotFoundError as exc:
-        raise ConfigError(path, "", "no such file") from exc
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"is not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, "", f"is not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except ConfigValueError as exc:
-        raise ConfigError(path, exc.key_path, exc.problem) from exc
+        return typedconfig.load_file(CloudConfig, Path(path), check=_check_files)
+    except typedconfig.ConfigFileError as exc:
+        raise ConfigError(exc.path, exc.key_path, exc.problem) from exc
 
 
 def loads(text: str, *, base_dir: Path, name: str = "<embedded>") -> CloudConfig:
     """Load a config from a string (the demo's embedded defaults); relative paths are under ``base_dir``."""
     try:
-        config = typedconfig.loads(CloudConfig, text, base_dir=base_dir)
-        _check_files(config)
-        return config
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(name, "", f"is not valid TOML: {exc}") from exc
-    except ConfigValueError as exc:
-        raise ConfigError(name, exc.key_path, exc.problem) from exc
+        return typedconfig.load_text(CloudConfig, text, base_dir=base_dir, name=name, check=_check_files)
+    except typedconfig.ConfigFileError as exc:
+        raise ConfigError(exc.path, exc.key_path, exc.problem) from exc

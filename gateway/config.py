@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -187,24 +186,14 @@ def _checked(key: str, check: object, value: str) -> None:
 def load(path: Path) -> GatewayConfig:
     """Load and check a gateway config file; raise ConfigError naming the file and key path."""
     try:
-        return typedconfig.load(GatewayConfig, path)
-    except FileNotFoundError as exc:
-        raise ConfigError(path, "", "no such file") from exc
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot be read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"is not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:  # tomllib.load decodes the bytes itself and lets this through
-        raise ConfigError(path, "", f"is not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except ConfigValueError as exc:
-        raise ConfigError(path, exc.key_path, exc.problem) from exc
+        return typedconfig.load_file(GatewayConfig, path)
+    except typedconfig.ConfigFileError as exc:
+        raise ConfigError(exc.path, exc.key_path, exc.problem) from exc
 
 
 def loads(text: str, *, base_dir: Path, name: str = "<embedded>") -> GatewayConfig:
     """Load a config from a string (the demo's embedded defaults)."""
     try:
-        return typedconfig.loads(GatewayConfig, text, base_dir=base_dir)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(name, "", f"is not valid TOML: {exc}") from exc
-    except ConfigValueError as exc:
-        raise ConfigError(name, exc.key_path, exc.problem) from exc
+        return typedconfig.load_text(GatewayConfig, text, base_dir=base_dir, name=name)
+    except typedconfig.ConfigFileError as exc:
+        raise ConfigError(exc.path, exc.key_path, exc.problem) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,21 @@ def test_every_option_has_a_meaning() -> None:
 def test_readme_starts_with_the_two_commands() -> None:
     head = "\n".join((ROOT / "README.md").read_text().splitlines()[:40])
     assert "make demo" in head and "make test" in head
+
+
+def test_readme_config_examples_load(tmp_path: Path) -> None:
+    from cloud import config as cloud_config
+    from gateway import config as gateway_config
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        if "[server]" in block:
+            # The example names files an installer would have; here they are empty stand-ins.
+            for name in ("cloud.crt", "cloud.key"):
+                (tmp_path / name).write_text("")
+            cfg = cloud_config.loads(block.replace("/etc/roost/", f"{tmp_path}/"), base_dir=ROOT)
+            assert cfg.auth.gateways
+        else:
+            gw = gateway_config.loads(block, base_dir=ROOT, name="README.md")
+            assert gw.paired and gw.adapters.coap.accept == "paired"

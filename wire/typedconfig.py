@@ -12,7 +12,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -170,7 +170,7 @@ def loads(cls: type[T], text: str, *, base_dir: Path | None = None) -> T:
     return build(cls, tomllib.loads(text), base_dir=base_dir)
 
 
-def _toml(value: Any) -> str:
+def as_toml(value: Any) -> str:
     """A default as it would be written in the TOML file."""
     if value is None:
         return "(none)"
@@ -179,8 +179,52 @@ def _toml(value: Any) -> str:
     if isinstance(value, str | Path):
         return f'"{value}"'
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(as_toml(v) for v in value) + "]"
     return repr(value)
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be used; the message names the file, the key path and the problem."""
+
+    def __init__(self, path: Path | str, key_path: str, problem: str) -> None:
+        super().__init__(f"{path}: {key_path}: {problem}" if key_path else f"{path}: {problem}")
+        self.path = str(path)
+        self.key_path = key_path
+        self.problem = problem
+
+
+def load_file(cls: type[T], path: Path, check: Callable[[T], None] | None = None) -> T:
+    """Load ``path`` into ``cls`` (then ``check`` it); every failure is a ConfigFileError naming file and key."""
+    try:
+        config = load(cls, path)
+        if check is not None:
+            check(config)
+        return config
+    except FileNotFoundError as exc:
+        raise ConfigFileError(path, "", "no such file") from exc
+    except OSError as exc:
+        raise ConfigFileError(path, "", f"cannot be read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(path, "", f"is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # tomllib.load decodes the bytes itself and lets this through
+        raise ConfigFileError(path, "", f"is not valid TOML: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except ConfigValueError as exc:
+        raise ConfigFileError(path, exc.key_path, exc.problem) from exc
+
+
+def load_text(
+    cls: type[T], text: str, *, base_dir: Path, name: str = "<embedded>", check: Callable[[T], None] | None = None
+) -> T:
+    """Like :func:`load_file`, from a string named ``name`` in messages."""
+    try:
+        config = loads(cls, text, base_dir=base_dir)
+        if check is not None:
+            check(config)
+        return config
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(name, "", f"is not valid TOML: {exc}") from exc
+    except ConfigValueError as exc:
+        raise ConfigFileError(name, exc.key_path, exc.problem) from exc
 
 
 def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
@@ -194,9 +238,9 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
             rows.extend(describe(tp, path))
             continue
         if f.default is not dataclasses.MISSING:
-            default = _toml(f.default)
+            default = as_toml(f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            default = _toml(f.default_factory())
+            default = as_toml(f.default_factory())
         else:
             default = "(required)"
         rows.append((path, default, str(f.metadata.get("doc", ""))))

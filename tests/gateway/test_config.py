@@ -11,7 +11,7 @@ import pytest
 from gateway import config
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, GatewayError
-from wire.typedconfig import describe
+from wire.typedconfig import as_toml, describe
 
 
 def _write(tmp_path: Path, text: str, name: str = "gateway.toml") -> Path:
@@ -325,9 +325,9 @@ def test_describe_lists_every_option() -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) == {key for key, _, tp in _all_fields(GatewayConfig) if not _is_table(tp)}
     by_key = {key: (default, text) for key, default, text in rows}
-    assert by_key["buffer.policy"] == ("'drop-oldest'", "What to do when full: drop-oldest, drop-newest or refuse")
+    assert by_key["buffer.policy"] == ('"drop-oldest"', "What to do when full: drop-oldest, drop-newest or refuse")
     assert by_key["adapters.coap.port"][0] == "5683"
-    assert by_key["paired"][0] == "()"
+    assert by_key["paired"][0] == "[]"
     assert all(text.strip() for _, _, text in rows)
     assert all(default != "(required)" for _, default, _ in rows)  # a config file may be empty
 
@@ -343,7 +343,7 @@ def test_every_documented_default_is_what_an_empty_file_gives(tmp_path: Path) ->
         for part in key.split("."):
             value = getattr(value, part)
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        assert documented[key] == repr(default)
+        assert documented[key] == as_toml(default)  # written as it would be in TOML
         if isinstance(default, Path):
             assert value == tmp_path / default, key  # a default path is relative to the config file
         else:
