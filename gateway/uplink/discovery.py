@@ -79,7 +79,12 @@ def fetch(cloud: CloudSection) -> Discovery:
         raise DiscoveryError(f"{url} answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise DiscoveryError(f"cannot read {url}: {reason}") from exc
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise DiscoveryError(
+                f"TLS: the certificate of {url} is not trusted ({reason.verify_message}); "
+                "pin the cloud's CA with cloud.ca_file"
+            ) from None
+        raise DiscoveryError(f"cannot read {url}: {reason}") from None
     if len(body) > MAX_DOCUMENT_BYTES:
         raise DiscoveryError(f"{url}: the discovery document is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:

@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -88,17 +89,28 @@ class Site:
     gateway_id: str = "gw-e2e"
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     gateway_extra: str = ""
+    certfile: Path | None = None
+    """PEM certificate (chain) the cloud serves https and wss with; None: plain http and ws."""
+    keyfile: Path | None = None
+    ca_file: Path | None = None
+    """PEM CA the gateway pins (``cloud.ca_file``); None: the system CAs."""
+    client_ca_file: Path | None = None
+    """PEM CA the test's own https requests trust; None: ``ca_file``."""
+    gateway_state: str = "gw-state"
     cloud: Proc = field(init=False)
     gateway: Proc = field(init=False)
 
     def __post_init__(self) -> None:
         secret = secrets.token_urlsafe(16)
         (self.tmp / "gw.password").write_text(secret)
+        tls = ""
+        if self.certfile is not None:
+            tls = f'certfile = "{self.certfile}"\nkeyfile = "{self.keyfile}"\n'
         (self.tmp / "cloud.toml").write_text(f"""
 [server]
 host = "127.0.0.1"
 port = {self.http_port}
-[store]
+{tls}[store]
 path = "cloud.sqlite"
 [[auth.gateways]]
 id = "{self.gateway_id}"
@@ -121,14 +133,15 @@ tenant = "default"
         """(Re)write gateway.toml; ``extra`` is appended TOML (e.g. a [buffer] table)."""
         if extra is not None:
             self.gateway_extra = extra
+        ca = f'ca_file = "{self.ca_file}"\n' if self.ca_file is not None else ""
         (self.tmp / "gateway.toml").write_text(f"""
 [gateway]
 id = "{self.gateway_id}"
-state_dir = "gw-state"
+state_dir = "{self.gateway_state}"
 shutdown_timeout_s = 5.0
 [cloud]
-url = "http://127.0.0.1:{self.http_port}"
-password_file = "gw.password"
+url = "{self.base}"
+{ca}password_file = "gw.password"
 backoff_initial_s = 0.2
 backoff_max_s = 1.0
 connect_timeout_s = 3.0
@@ -145,7 +158,16 @@ accept = "any"
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.certfile is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For the test's own https requests (trusting ``client_ca_file`` or ``ca_file``); None for plain http."""
+        if self.certfile is None:
+            return None
+        ca = self.client_ca_file or self.ca_file
+        return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
 
     def start_cloud(self, timeout: float = 60) -> None:
         self.cloud.start()
@@ -153,7 +175,10 @@ accept = "any"
         while time.monotonic() < deadline:
             if not self.cloud.alive:
                 raise AssertionError("the cloud exited:\n" + self.cloud.tail())
-            with contextlib.suppress(OSError), urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.base + "/healthz", timeout=2, context=self.ssl_context) as r,
+            ):
                 if r.status == 200:
                     return
             time.sleep(0.1)
@@ -187,7 +212,7 @@ accept = "any"
         req = urllib.request.Request(
             f"{self.base}{path}" + (f"?{query}" if query else ""), headers={"Authorization": f"Bearer {self.token}"}
         )
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as r:
             return json.loads(r.read())
 
     def readings(self, **params: Any) -> list[dict[str, Any]]:
