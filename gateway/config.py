@@ -130,6 +130,10 @@ class CoapSection:
     accept: Accept = doc("paired: only paired sensors are bridged; any: every sender", default="paired")
     max_payload: int = doc("Largest payload accepted (bytes); larger gets 4.13", default=64 * 1024)
     max_records: int = doc("Most records in one pack", default=5000)
+    duplicate_cache: int = doc(
+        "Confirmable exchanges remembered to answer retransmissions (RFC 7252: 247 s), at most; about 6 KB each",
+        default=2048,
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -138,6 +142,8 @@ class CoapSection:
             raise ConfigValueError("max_payload", "must be between 16 and 1048576")
         if self.max_records < 1:
             raise ConfigValueError("max_records", "must be at least 1")
+        if not 16 <= self.duplicate_cache <= 1_000_000:
+            raise ConfigValueError("duplicate_cache", "must be between 16 and 1000000")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ import aiocoap
 import aiocoap.resource
 
 from drivers import linetext
+from gateway.adapters import coap_dedup
 from gateway.adapters.base import Adapter
 from gateway.config import CoapSection
 from gateway.errors import BufferFull
@@ -84,7 +85,12 @@ class CoapAdapter(Adapter):
         self._hub = hub
         self._pairing = pairing
         self.bound: tuple[str, int] | None = None
+        self._dedup: list[coap_dedup.DuplicateCache] = []
         self._ready = asyncio.Event()
+
+    def stats(self) -> dict[str, object]:
+        """Counters for health reports, with the duplicate cache's evictions."""
+        return {**super().stats(), "duplicate_cache_evicted": sum(c.evicted for c in self._dedup)}
 
     async def wait_ready(self) -> None:
         """Wait until the server socket is bound."""
@@ -106,6 +112,7 @@ class CoapAdapter(Adapter):
                 f"CoAP cannot listen on [{self.config.host}]:{self.config.port}: "
                 f"{exc.strerror} (is another program using that port?)",
             ) from exc
+        self._dedup = coap_dedup.bound(ctx, self.config.duplicate_cache)
         self.bound = (self.config.host, self.config.port)
         _LOGGER.info(
             "CoAP listening on [%s]:%d (accepting %s sensors)",
@@ -122,10 +129,14 @@ class CoapAdapter(Adapter):
     async def handle(self, request: aiocoap.Message) -> aiocoap.Message:
         """Decode, check pairing, make durable, answer; counts every refusal."""
         path = list(request.opt.uri_path)
+        payload = request.payload
+        # aiocoap keeps every confirmable request (through its response) for EXCHANGE_LIFETIME,
+        # 247 s, to answer duplicates; its payload is not needed for that, so let it go now.
+        request.payload = b""
         try:
             if request.code != aiocoap.POST:
                 raise Refused(aiocoap.METHOD_NOT_ALLOWED, "method", "only POST is supported here")
-            readings = self._decode(request, path)
+            readings = self._decode(request, path, payload)
             allowed = self._check_pairing(readings, request)
             try:
                 await self._hub.publish(allowed)
@@ -150,7 +161,7 @@ class CoapAdapter(Adapter):
         self.accepted += len(allowed)
         return aiocoap.Message(code=aiocoap.CHANGED)
 
-    def _decode(self, request: aiocoap.Message, path: list[str]) -> list[Reading]:
+    def _decode(self, request: aiocoap.Message, path: list[str], payload: bytes) -> list[Reading]:
         sensor: str | None = None
         if len(path) == 1 and path[0]:
             try:
@@ -159,7 +170,6 @@ class CoapAdapter(Adapter):
                 raise Refused(aiocoap.BAD_REQUEST, "malformed", f"in the path: {exc}") from exc
         elif len(path) > 1 or (len(path) == 1 and not path[0]):
             raise Refused(aiocoap.NOT_FOUND, "path", "post to /telemetry or /telemetry/{sensor}")
-        payload = request.payload
         block1 = request.opt.block1
         if len(payload) > self.config.max_payload or (block1 is not None and block1.start > self.config.max_payload):
             size = len(payload) if block1 is None else max(len(payload), block1.start + len(payload))

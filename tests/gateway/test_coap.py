@@ -12,6 +12,7 @@ import aiocoap
 import pytest
 
 from gateway.adapters.coap import CoapAdapter
+from gateway.adapters.coap_dedup import DuplicateCache
 from gateway.buffer import DurableBuffer
 from gateway.config import BufferSection, CoapSection
 from gateway.hub import Hub
@@ -167,3 +168,60 @@ async def test_unpaired_sensor_is_listed_and_counted_not_forwarded(paired_rig: R
     rig.pairing.pair("stranger-1")
     assert (await rig.post("/telemetry/stranger-1", b"t=5", 0)).code == aiocoap.CHANGED
     assert "stranger-1" not in rig.pairing.pending
+
+
+async def test_a_retransmitted_confirmable_post_is_answered_again_and_stored_once(rig: Rig) -> None:
+    # A raw datagram sent twice, as a sensor does when the first ACK is lost (RFC 7252 4.5).
+    # RFC 7252 section 3, by hand: ver 1, CON, token length 2 | POST | message id 4242 | token,
+    # Uri-Path "telemetry" (option 11), Uri-Path "uno-3", Content-Format 0 (option 12, empty), payload.
+    datagram = (
+        bytes([0x42, 0x02])
+        + (4242).to_bytes(2, "big")
+        + b"\x01\x02"
+        + b"\xb9telemetry"
+        + b"\x05uno-3"
+        + b"\x10"
+        + b"\xfftemp=21.5"
+    )
+    loop = asyncio.get_running_loop()
+    port = rig.adapter.config.port
+    answers: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Proto(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            answers.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=("127.0.0.1", port))
+    try:
+        transport.sendto(datagram)
+        first = aiocoap.Message.decode(await asyncio.wait_for(answers.get(), 10))
+        transport.sendto(datagram)
+        second = aiocoap.Message.decode(await asyncio.wait_for(answers.get(), 10))
+    finally:
+        transport.close()
+    assert first.code == second.code == aiocoap.CHANGED
+    assert first.mid == second.mid == 4242 and first.token == second.token == b"\x01\x02"
+    assert [(r.sensor, r.value) for r in await rig.stored()] == [("uno-3", 21.5)], "handled once"
+
+
+def test_duplicate_cache_expires_in_order_and_stays_bounded() -> None:
+    now = [1000.0]
+    cache = DuplicateCache(3, lifetime_s=10, clock=lambda: now[0])
+    for k in "abc":
+        cache[k] = None
+    cache["b"] = "response-b"  # aiocoap storing a response: no new entry
+    assert len(cache) == 3 and cache["b"] == "response-b"
+    cache["d"] = None  # over the bound: the oldest goes, counted
+    assert "a" not in cache and "d" in cache and cache.evicted == 1
+    now[0] += 10.5  # past the lifetime of b, c, d
+    assert "b" not in cache and len(cache) == 0
+    assert cache.pop("zzz") is None  # forgetting twice is quiet
+
+
+async def test_the_adapter_bounds_aiocoaps_duplicate_cache(tmp_path: Path) -> None:
+    async for rig in _rig(tmp_path, accept="any", duplicate_cache=16):
+        for i in range(40):
+            assert (await rig.post("/telemetry/b-1", f"t={i}".encode(), 0)).code == aiocoap.CHANGED
+        stats = rig.adapter.stats()
+        assert stats["duplicate_cache_evicted"] >= 40 - 16
+        assert len(await rig.stored()) == 40
