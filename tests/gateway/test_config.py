@@ -163,7 +163,7 @@ max_records = 1
         (
             "[adapters.coap]\nprot = 5683",
             "gateway.toml: adapters.coap.prot: unknown key (known keys here: "
-            "accept, enabled, host, max_payload, max_records, port)",
+            "accept, duplicate_cache, enabled, host, max_payload, max_records, port)",
         ),
         ("[adapters.zigbee]\nenabled = true", "gateway.toml: adapters.zigbee: unknown key (known keys here: coap)"),
         (
