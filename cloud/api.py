@@ -23,6 +23,7 @@ from cloud.authz import Authorizer, Principal
 from cloud.broker.base import MessageBroker
 from cloud.config import CloudConfig
 from cloud.errors import ApiError
+from cloud.identity.service import IdentityService
 from cloud.stats import Stats
 from cloud.store import ReadingQuery, ReadingRow, Store
 from wire.discovery import WELL_KNOWN_PATH, Discovery
@@ -46,6 +47,7 @@ class ApiContext:
     serve_websocket: Callable[[WebSocket], Awaitable[None]] | None = None
     tcp_port: Callable[[], int | None] = lambda: None
     ingest_error: Callable[[], str | None] = lambda: None
+    identity: IdentityService | None = None
 
 
 def rfc3339(ts_us: int) -> str:
@@ -236,7 +238,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if tcp_port is not None:
             hostname = urlsplit(base).hostname or "127.0.0.1"
             doc["mqtt_tcp_url"] = f"mqtt://{f'[{hostname}]' if ':' in hostname else hostname}:{tcp_port}"
+        if ctx.identity is not None:
+            doc["issuer"] = ctx.identity.issuer_for(base)
         return dict(doc)  # typed as wire's Discovery; FastAPI cannot read a typing.TypedDict on 3.11
+
+    if ctx.identity is not None:
+        from cloud.identity.routes import identity_router
+
+        app.include_router(identity_router(ctx.identity))
 
     @app.websocket("/mqtt")
     async def mqtt(ws: WebSocket) -> None:

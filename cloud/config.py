@@ -157,6 +157,48 @@ class IngestSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IdentitySection:
+    """The OAuth2 authorization server: tenants, operators, API clients, gateway enrollment and tokens."""
+
+    enabled: bool = doc("Serve the authorization server (/oauth/..., /jwks.json, enrollment)", default=True)
+    db_path: Path | None = doc(
+        "Identity database (relative to this file); none: identity.sqlite next to the store", default=None
+    )
+    issuer: str = doc("OAuth2 issuer URL; empty: the request's base URL (server.public_url when set)", default="")
+    audience: str = doc("The 'aud' of access tokens, and what verifiers expect", default="roost")
+    access_token_ttl_s: int = doc("Lifetime of an access token (JWT), seconds", default=600)
+    refresh_token_ttl_s: int = doc("Lifetime of a refresh token, seconds (each use rotates it)", default=30 * 86400)
+    device_code_ttl_s: int = doc("Lifetime of a device code and its user code, seconds", default=600)
+    device_poll_interval_s: int = doc("Least seconds between a device's polls of the token endpoint", default=5)
+    leeway_s: int = doc("Clock skew allowed when checking exp/iat (a Pi boots with a wrong clock)", default=60)
+    key_rotation_days: float = doc("Days a signing key signs before a new one takes over; 0: never", default=30.0)
+    throttle_burst: int = doc("Failed token-endpoint requests allowed at once per client and per address", default=20)
+    throttle_rate_per_s: float = doc(
+        "Failed token-endpoint requests per second refilled per client and address", default=1.0
+    )
+    allow_insecure_http: bool = doc(
+        "Serve OAuth2 over plain http beyond loopback (behind a TLS-terminating proxy only)", default=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.issuer:
+            _check_url("issuer", self.issuer, ("http://", "https://"))
+        if not self.audience:
+            raise ConfigValueError("audience", "must not be empty")
+        for key in ("access_token_ttl_s", "refresh_token_ttl_s", "device_code_ttl_s", "device_poll_interval_s"):
+            if getattr(self, key) < 1:
+                raise ConfigValueError(key, "must be at least 1")
+        if not 0 <= self.leeway_s <= 3600:
+            raise ConfigValueError("leeway_s", "must be between 0 and 3600")
+        if self.key_rotation_days < 0:
+            raise ConfigValueError("key_rotation_days", "must not be negative")
+        if self.throttle_burst < 1:
+            raise ConfigValueError("throttle_burst", "must be at least 1")
+        if self.throttle_rate_per_s <= 0:
+            raise ConfigValueError("throttle_rate_per_s", "must be greater than 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloudConfig:
     """The whole cloud config file."""
 
@@ -165,6 +207,12 @@ class CloudConfig:
     broker: BrokerSection = doc("Embedded MQTT broker", default_factory=BrokerSection)
     auth: AuthSection = doc("Authentication and authorization", default_factory=AuthSection)
     ingest: IngestSection = doc("Ingest", default_factory=IngestSection)
+    identity: IdentitySection = doc("Identity: OAuth2 authorization server", default_factory=IdentitySection)
+
+    @property
+    def identity_db_path(self) -> Path:
+        """The identity database: ``identity.db_path``, or identity.sqlite next to the store."""
+        return self.identity.db_path or self.store.path.parent / "identity.sqlite"
 
 
 def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:

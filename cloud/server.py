@@ -25,6 +25,7 @@ from cloud.authz import AllowListAuthorizer, Authorizer
 from cloud.broker.embedded import EmbeddedBroker
 from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
+from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
 from cloud.stats import Stats
 from cloud.store import Store
@@ -82,6 +83,11 @@ class CloudServer:
             queue_max=config.broker.queue_max,
         )
         self.ingest = Ingest(self.broker, self.store, self.stats, config.ingest)
+        self.identity: IdentityService | None = (
+            IdentityService(config.identity, config.identity_db_path, public_url=config.server.public_url)
+            if config.identity.enabled
+            else None
+        )
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ServerInfo | None = None
@@ -111,6 +117,9 @@ class CloudServer:
         deadline = _Deadline(cfg.server.shutdown_timeout_s)
         await self.store.open()
         self._stack.push_async_callback(deadline.run, "store", self.store.close)
+        if self.identity is not None:
+            await self.identity.open()
+            self._stack.push_async_callback(deadline.run, "identity", self.identity.close)
         await self.broker.start()
         ingest_task = asyncio.create_task(self.ingest.run(), name="cloud-ingest")
         self._tasks.append(ingest_task)
@@ -128,6 +137,7 @@ class CloudServer:
                 serve_websocket=self.broker.serve_websocket,
                 tcp_port=lambda: self.broker.tcp_port,
                 ingest_error=lambda: self.ingest.last_store_error,
+                identity=self.identity,
             )
         )
         uv_config = uvicorn.Config(

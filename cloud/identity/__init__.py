@@ -1,0 +1,11 @@
+"""Identity: the OAuth2 authorization server (tenants, operators, API clients, gateway enrollment, tokens).
+
+db          the identity database (SQLite, WAL): tenants, operators, clients, enrollments, token records, keys
+keys        ES256 signing keys with key ids, the JWKS document, rotation without downtime
+hashing     argon2id for operator passwords, SHA-256 for the server's own high-entropy secrets
+oauth       Authlib's authorization server with Roost's grants and endpoints (RFC 6749, 7009, 7662, 8628, 9068)
+service     the running identity service: the parts above behind one object the API and the broker use
+routes      the FastAPI router (metadata, JWKS, /oauth/..., enrollment approval)
+verify      access-token verification for the broker and the API
+admin       plain functions behind ``roost cloud admin ...``
+"""

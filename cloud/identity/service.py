@@ -1,0 +1,250 @@
+"""The running identity service: database, key ring, Authlib server and verifier behind one object.
+
+    identity = IdentityService(config.identity, db_path, public_url=config.server.public_url)
+    await identity.open()           # creates the database and the first signing key when needed
+    claims = identity.verifier.verify(token)
+    await identity.close()
+
+Revocations made here take effect at once; those made by another process (the admin command line) within
+a second, when the database's data version changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cloud.config import IdentitySection
+from cloud.identity import admin, hashing
+from cloud.identity.db import AccessRecord, DeviceRecord, GatewayRecord, IdentityDB, RefreshRecord
+from cloud.identity.keys import KeyRing
+from cloud.identity.oauth import GATEWAY_SCOPE, Client, RoostAuthorizationServer, Subject, TokenView
+from cloud.identity.verify import TokenVerifier
+
+_LOGGER = logging.getLogger(__name__)
+
+REVOCATION_CHECK_S = 1.0
+
+
+class IdentityService:
+    """Issues, rotates, revokes and verifies tokens for one identity database."""
+
+    def __init__(self, settings: IdentitySection, db_path: Path, *, public_url: str = "") -> None:
+        self.settings = settings
+        self.public_url = public_url.rstrip("/")
+        self.db = IdentityDB(db_path)
+        self.keys = KeyRing(
+            self.db,
+            rotation_s=settings.key_rotation_days * 86400,
+            keep_retired_s=settings.access_token_ttl_s + settings.leeway_s + 60,
+        )
+        self._issuers: set[str] = {settings.issuer.rstrip("/")} if settings.issuer else set()
+        self._revoked: set[str] = set()
+        self._revoked_version = -1
+        self._revoked_checked = float("-inf")
+        self._lock = threading.Lock()
+        self.verifier = TokenVerifier(
+            self.keys,
+            audience=settings.audience,
+            issuers=self.issuers,
+            leeway_s=settings.leeway_s,
+            is_revoked=self.is_revoked,
+        )
+        self.oauth = RoostAuthorizationServer(self)
+
+    # -- life cycle --------------------------------------------------------------------------------------------
+
+    def open_sync(self) -> None:
+        """Open the database, load (or make) the signing keys and the revocation list."""
+        self.db.open()
+        self.db.purge(time.time())
+        self.keys.load()
+        if not self.settings.issuer:
+            self._issuers |= self.db.issuers()
+        self._refresh_revoked(force=True)
+
+    async def open(self) -> None:
+        """:meth:`open_sync` on a worker thread."""
+        await asyncio.to_thread(self.open_sync)
+
+    async def close(self) -> None:
+        """Close the database."""
+        await asyncio.to_thread(self.db.close)
+
+    # -- issuers -----------------------------------------------------------------------------------------------
+
+    def issuer_for(self, request_base: str) -> str:
+        """The issuer URL: ``identity.issuer``, else ``server.public_url``, else the request's base URL."""
+        return (self.settings.issuer or self.public_url or request_base).rstrip("/")
+
+    def issuers(self) -> set[str]:
+        """Every issuer this service signs (or signed) as; what verifiers accept in ``iss``."""
+        return self._issuers
+
+    def _note_issuer(self, iss: str) -> None:
+        if iss not in self._issuers:
+            self.db.add_issuer(iss)
+            with self._lock:
+                self._issuers = self._issuers | {iss}
+
+    # -- revocation --------------------------------------------------------------------------------------------
+
+    def _refresh_revoked(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._revoked_checked < REVOCATION_CHECK_S:
+            return
+        self._revoked_checked = now
+        version = self.db.data_version()
+        if force or version != self._revoked_version:
+            revoked = self.db.revoked_jtis(time.time())
+            with self._lock:
+                self._revoked, self._revoked_version = revoked, version
+
+    def is_revoked(self, jti: str) -> bool:
+        """Whether an access token was revoked (a set lookup; the set follows the database)."""
+        self._refresh_revoked()
+        return jti in self._revoked
+
+    def _add_revoked(self, records: list[AccessRecord]) -> None:
+        if records:
+            with self._lock:
+                self._revoked = self._revoked | {r.jti for r in records}
+
+    def reuse_detected(self, rec: RefreshRecord) -> None:
+        """A used refresh token came back: revoke its whole family and the family's access tokens."""
+        _LOGGER.warning(
+            "refresh token reused for %s %s (tenant %s): revoking its token family", rec.kind, rec.subject, rec.tenant
+        )
+        self._add_revoked(self.db.revoke_family(rec.family, time.time()))
+
+    def revoke(self, token: TokenView) -> None:
+        """RFC 7009: a refresh token takes its family (and the family's access tokens); an access token its jti."""
+        if token.refresh is not None:
+            self._add_revoked(self.db.revoke_family(token.refresh.family, time.time()))
+        elif token.access is not None:
+            self.db.revoke_access(token.access)
+            self._add_revoked([token.access])
+
+    def revoke_gateway(self, gateway_id: str) -> int:
+        """Revoke a gateway's enrollment, refresh families and live access tokens; how many access tokens."""
+        records = self.db.revoke_subject(gateway_id, time.time(), gateway=True)
+        self._add_revoked(records)
+        return len(records)
+
+    # -- enrollment --------------------------------------------------------------------------------------------
+
+    def enroll_gateway(
+        self, *, tenant: str, gateway_id: str | None, hardware_id: str | None, public_key: str | None, method: str
+    ) -> GatewayRecord:
+        """Enroll a gateway (see :func:`cloud.identity.admin.enroll_gateway`)."""
+        return admin.enroll_gateway(
+            self.db, tenant=tenant, gateway_id=gateway_id, hardware_id=hardware_id, public_key=public_key, method=method
+        )
+
+    def approve(self, user_code: str, tenant: str, gateway_id: str | None = None) -> GatewayRecord:
+        """Approve a pending device request for ``tenant`` (NotFound, Conflict, ValueError)."""
+        return admin.approve_device(self.db, user_code, tenant, gateway_id)
+
+    def deny(self, user_code: str) -> DeviceRecord:
+        """Deny a pending device request (NotFound, Conflict)."""
+        return admin.deny_device(self.db, user_code)
+
+    # -- issuing -----------------------------------------------------------------------------------------------
+
+    def issue_tokens(
+        self,
+        *,
+        issuer: str,
+        client: Client,
+        subject: Subject | None,
+        scope: str | None,
+        include_refresh_token: bool,
+    ) -> dict[str, Any]:
+        """A token response: an RFC 9068 access token and, for gateways, a refresh token of the family."""
+        now = time.time()
+        if self.keys.rotation_due(now):
+            self.keys.rotate()
+        self._note_issuer(issuer)
+        if subject is None:  # client_credentials: the client is the subject
+            assert client.tenant is not None
+            subject = Subject("client", client.client_id, client.tenant, (client.role,))
+            scope = client.get_allowed_scope(scope)
+        scope = scope or GATEWAY_SCOPE
+        ttl = self.settings.access_token_ttl_s
+        iat = int(now)
+        jti = uuid.uuid4().hex
+        claims = {
+            "iss": issuer,
+            "sub": subject.id,
+            "aud": self.settings.audience,
+            "exp": iat + ttl,
+            "iat": iat,
+            "jti": jti,
+            "client_id": client.client_id,
+            "scope": scope,
+            "tenant": subject.tenant,
+            "roles": list(subject.roles),
+        }
+        access_token = self.keys.sign(claims)
+        family = subject.family or uuid.uuid4().hex
+        refresh_token = hashing.new_token() if include_refresh_token else None
+        refresh = (
+            RefreshRecord(
+                token_hash=hashing.digest(refresh_token),
+                family=family,
+                client_id=client.client_id,
+                kind=subject.kind,
+                subject=subject.id,
+                tenant=subject.tenant,
+                roles=subject.roles,
+                scope=scope,
+                issued=now,
+                expires=now + self.settings.refresh_token_ttl_s,
+            )
+            if refresh_token is not None
+            else None
+        )
+        self.db.add_tokens(
+            refresh,
+            AccessRecord(
+                jti, family if refresh is not None else None, client.client_id, subject.id, subject.tenant, iat + ttl
+            ),
+        )
+        token: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": access_token,
+            "expires_in": ttl,
+            "scope": scope,
+        }
+        if refresh_token is not None:
+            token["refresh_token"] = refresh_token
+        if subject.kind == "gateway":
+            token["gateway_id"] = subject.id
+            token["tenant"] = subject.tenant
+        return token
+
+    # -- metadata ----------------------------------------------------------------------------------------------
+
+    def metadata(self, issuer: str) -> dict[str, Any]:
+        """RFC 8414 authorization server metadata for ``issuer``."""
+        from cloud.identity.oauth import CLAIM_GRANT_TYPE, DEVICE_CODE_GRANT_TYPE
+
+        return {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/oauth/token",
+            "device_authorization_endpoint": f"{issuer}/oauth/device_authorization",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "jwks_uri": f"{issuer}/jwks.json",
+            "grant_types_supported": [DEVICE_CODE_GRANT_TYPE, "refresh_token", "client_credentials", CLAIM_GRANT_TYPE],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": [GATEWAY_SCOPE],
+        }
