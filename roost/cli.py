@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_parser("config-reference", help="print every cloud option with its default").set_defaults(
         func=_cloud_reference
     )
+    from roost import admin_cli
+
+    admin_cli.add_parser(cl)
 
     dec = sub.add_parser("decode", help="decode a payload a technician copied, print JSON")
     dsub = dec.add_subparsers(dest="format", required=True, metavar="FORMAT")

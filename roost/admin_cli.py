@@ -1,0 +1,127 @@
+"""``roost cloud admin ...``: bootstrap and manage tenants, operators, API clients, claim tokens and gateways.
+
+Every command prints one JSON document on stdout; a secret (a client secret, a claim token) is
+printed once, here, and stored only hashed. Errors go to stderr with exit code 1 (2 for usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+_HIDDEN = {"password_hash", "secret_hash", "token_hash"}
+
+
+def _public(record: Any) -> Any:
+    """A record as JSON-ready data, without its hashes."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {k: _public(v) for k, v in dataclasses.asdict(record).items() if k not in _HIDDEN}
+    if isinstance(record, list | tuple):
+        return [_public(r) for r in record]
+    if isinstance(record, dict):
+        return {k: _public(v) for k, v in record.items() if k not in _HIDDEN}
+    return record
+
+
+def _db(args: argparse.Namespace) -> Path:
+    from cloud import config as cloud_config
+
+    return cloud_config.load(Path(args.config)).identity_db_path
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        return str(Path(args.password_file).read_text().strip())
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password for the new operator: ")
+        if first != getpass.getpass("Again: "):
+            raise ValueError("the two passwords differ")
+        return first
+    return sys.stdin.readline().strip()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out one admin command; 0 on success, 1 when the cloud refuses it."""
+    from cloud.errors import CloudError
+    from cloud.identity import admin
+
+    try:
+        db = _db(args)
+        out: Any
+        match args.admin:
+            case "tenant-create":
+                out = admin.create_tenant(db, args.tenant, args.name)
+            case "operator-create":
+                out = admin.create_operator(db, args.tenant, args.username, _password(args), role=args.role)
+            case "client-create":
+                record, secret = admin.create_client(
+                    db,
+                    args.tenant,
+                    client_id=args.client_id,
+                    role=args.role,
+                    scopes=args.scope or ("api",),
+                    name=args.name,
+                )
+                out = {"client": record, "client_secret": secret, "note": "the secret is shown only now"}
+            case "claim-create":
+                claim, token = admin.create_claim_token(
+                    db, args.tenant, max_uses=None if args.uses == 0 else args.uses, ttl_s=args.ttl_days * 86400
+                )
+                out = {"claim": claim, "claim_token": token, "note": "put it on the image's boot partition"}
+            case "approve":
+                out = admin.approve_device(db, args.user_code, args.tenant, args.gateway_id)
+            case "gateway-revoke":
+                out = {"gateway": args.gateway_id, "tokens_revoked": admin.revoke_gateway(db, args.gateway_id)}
+            case "key-rotate":
+                out = {"kid": admin.rotate_signing_key(db)}
+            case "list":
+                out = admin.list_all(db, args.tenant)
+            case _:  # pragma: no cover - argparse only offers the cases above
+                raise ValueError(f"unknown admin command {args.admin}")
+    except (CloudError, ValueError, OSError) as exc:
+        print(f"roost cloud admin: {exc}", file=sys.stderr)
+        return 1
+    json.dump(_public(out), sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    return 0
+
+
+def add_parser(cloud_actions: Any) -> None:
+    """Add ``admin`` and its commands under ``roost cloud``."""
+    p = cloud_actions.add_parser("admin", help="tenants, operators, API clients, claim tokens, enrollments")
+    p.add_argument("--config", "-c", required=True, help="cloud.toml (names the identity database)")
+    sub = p.add_subparsers(dest="admin", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("tenant-create", help="create a tenant")
+    c.add_argument("tenant")
+    c.add_argument("--name", default="")
+    c = sub.add_parser("operator-create", help="create an operator (password from --password-file, prompt or stdin)")
+    c.add_argument("username")
+    c.add_argument("--tenant", required=True)
+    c.add_argument("--role", default="operator", choices=["owner", "admin", "operator", "viewer"])
+    c.add_argument("--password-file")
+    c = sub.add_parser("client-create", help="create an API client; prints its secret once")
+    c.add_argument("--tenant", required=True)
+    c.add_argument("--client-id")
+    c.add_argument("--role", default="viewer", choices=["owner", "admin", "operator", "viewer"])
+    c.add_argument("--scope", action="append", help="a scope (repeat for more; default: api)")
+    c.add_argument("--name", default="")
+    c = sub.add_parser("claim-create", help="create a claim token for mass roll-outs; prints it once")
+    c.add_argument("--tenant", required=True)
+    c.add_argument("--uses", type=int, default=1, help="how many gateways may use it (0: no limit)")
+    c.add_argument("--ttl-days", type=float, default=7.0)
+    c = sub.add_parser("approve", help="approve a gateway's enrollment by the code it shows")
+    c.add_argument("user_code")
+    c.add_argument("--tenant", required=True)
+    c.add_argument("--gateway-id")
+    c = sub.add_parser("gateway-revoke", help="revoke a gateway: its tokens stop working")
+    c.add_argument("gateway_id")
+    sub.add_parser("key-rotate", help="start signing with a new key (old tokens keep verifying until they expire)")
+    c = sub.add_parser("list", help="list tenants, operators, clients, gateways and claim tokens")
+    c.add_argument("--tenant")
+    p.set_defaults(func=run)
