@@ -1,9 +1,16 @@
-"""The HTTP API (FastAPI): readings, gateways, stats, health, the discovery document and MQTT over WebSockets."""
+"""The HTTP API (FastAPI): readings, gateways, stats, policies, health, the discovery document and MQTT over WebSockets.
+
+Bearer tokens: the authorization server's access tokens (API clients' client_credentials tokens, operators'
+tokens) and the allow-list's observer tokens. Each request is scoped to a tenant (the caller's own unless
+``tenant`` names another) and the policy decision point decides the action there (``read_readings``,
+``read_gateways``, ``manage_policies``); a denial is a 403 whose JSON error names the deciding policies.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import math
@@ -17,6 +24,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.authz import Authorizer, Principal
@@ -24,6 +32,9 @@ from cloud.broker.base import MessageBroker
 from cloud.config import CloudConfig
 from cloud.errors import ApiError
 from cloud.identity.service import IdentityService
+from cloud.policy.authorizer import PolicyAuthorizer, subject_of
+from cloud.policy.errors import PolicyInvalid
+from cloud.policy.model import RequestContext
 from cloud.stats import Stats
 from cloud.store import ReadingQuery, ReadingRow, Store
 from wire.discovery import WELL_KNOWN_PATH, Discovery
@@ -48,6 +59,15 @@ class ApiContext:
     tcp_port: Callable[[], int | None] = lambda: None
     ingest_error: Callable[[], str | None] = lambda: None
     identity: IdentityService | None = None
+    policy: PolicyAuthorizer | None = None
+    """The decision point's authorizer; None: callers are held to their own tenant only, no policy API."""
+
+
+class PolicyBody(BaseModel):
+    """A new policy set for ``PUT /api/v1/policies``."""
+
+    text: str = Field(min_length=1, max_length=1_000_000, description="The whole Cedar policy set")
+    comment: str = Field(default="", max_length=1000, description="Why (kept in the history)")
 
 
 def rfc3339(ts_us: int) -> str:
@@ -108,17 +128,54 @@ def _error(status: int, message: str, parameter: str | None = None) -> JSONRespo
 
 
 async def _caller(request: Request) -> Principal | None:
-    """The principal of the request's bearer token; None when the API is open; ApiError(401) otherwise."""
+    """The principal of the request's bearer token; None when the API is open and none is sent; ApiError(401)."""
     authorizer: Authorizer = request.app.state.ctx.authorizer
-    if not authorizer.api_requires_token:
-        return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        if not authorizer.api_requires_token:
+            return None
         raise ApiError(401, "this API needs 'Authorization: Bearer <token>'")
     found = authorizer.authenticate_bearer(token.strip())
     if found is None:
-        raise ApiError(401, "the bearer token is not valid")
+        raise ApiError(401, "the bearer token is not valid (unknown, forged, expired, revoked or for another audience)")
     return found
+
+
+def _http_context(request: Request) -> RequestContext:
+    host = request.client.host if request.client else None
+    try:
+        source_ip = str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        source_ip = None
+    return RequestContext(source_ip=source_ip, transport="http")
+
+
+def _allow(request: Request, caller: Principal | None, action: str, tenant: str | None) -> str | None:
+    """The tenant the request is about, once the decision point allowed ``action`` there; ApiError(403) if not.
+
+    ``tenant`` None: the caller's own. An open API (no caller) is not asked about.
+    """
+    if caller is None:
+        return tenant
+    target = tenant or caller.tenant
+    policy: PolicyAuthorizer | None = request.app.state.ctx.policy
+    if policy is None:
+        if target != caller.tenant:
+            raise ApiError(
+                403, f"{caller.kind} {caller.id!r} is of tenant {caller.tenant!r}, not {target!r}", parameter="tenant"
+            )
+        return target
+    decision = policy.decision_point.decide_api(subject_of(caller), action, target, _http_context(request))
+    if not decision.allowed:
+        why = f"denied by {', '.join(decision.reasons)}" if decision.reasons else "no policy permits it"
+        if decision.errors and not decision.reasons:
+            why += f" ({decision.errors[0]})"
+        raise ApiError(
+            403,
+            f"{caller.kind} {caller.id!r} of tenant {caller.tenant!r} may not {action} in tenant {target!r}: {why}",
+            parameter="tenant" if target != caller.tenant else None,
+        )
+    return target
 
 
 Caller = Annotated[Principal | None, Depends(_caller)]
@@ -146,8 +203,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/api/v1/readings")
     async def readings(
+        request: Request,
         caller: Caller,
         *,
+        tenant: Annotated[str | None, Query(description="The tenant (default: the caller's)")] = None,
         gateway: str | None = None,
         sensor: str | None = None,
         metric: str | None = None,
@@ -158,7 +217,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     ) -> dict[str, Any]:
         """Readings ordered by time then key, one page at a time (``next`` is the cursor of the next page)."""
         query = ReadingQuery(
-            tenant=caller.tenant if caller else None,
+            tenant=_allow(request, caller, "read_readings", tenant),
             gateway=gateway,
             sensor=sensor,
             metric=metric,
@@ -183,9 +242,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return {"items": items, "next": encode_cursor(page[-1]) if len(rows) > limit else None}
 
     @app.get("/api/v1/gateways")
-    async def gateways(caller: Caller) -> dict[str, Any]:
+    async def gateways(
+        request: Request,
+        caller: Caller,
+        tenant: Annotated[str | None, Query(description="The tenant (default: the caller's)")] = None,
+    ) -> dict[str, Any]:
         """Gateways with presence, last contact, latest health report and ingest counters."""
-        rows = await ctx.store.gateways(caller.tenant if caller else None)
+        rows = await ctx.store.gateways(_allow(request, caller, "read_gateways", tenant))
         items = [
             {
                 "id": g.id,
@@ -200,9 +263,67 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return {"items": items}
 
     @app.get("/api/v1/stats")
-    async def stats(_caller: Caller) -> dict[str, Any]:
-        """The cloud's counters since start."""
+    async def stats(request: Request, caller: Caller) -> dict[str, Any]:
+        """The cloud's counters since start (whoever may read its tenant's gateways)."""
+        _allow(request, caller, "read_gateways", None)
         return {"counters": ctx.stats.as_dict()}
+
+    def policy_admin(request: Request, caller: Principal | None) -> tuple[PolicyAuthorizer, Principal]:
+        if ctx.policy is None:
+            raise ApiError(404, "this cloud has no policy decision point")
+        if caller is None:
+            raise ApiError(401, "the policy API needs 'Authorization: Bearer <token>'")
+        _allow(request, caller, "manage_policies", None)
+        return ctx.policy, caller
+
+    @app.get("/api/v1/policies")
+    async def policies(request: Request, caller: Caller) -> dict[str, Any]:
+        """The active policy set: its version, whole text, and each policy's @id, effect and text.
+
+        Needs ``manage_policies`` in the caller's tenant (admins and owners by the default policies).
+        """
+        policy, _ = policy_admin(request, caller)
+        points = policy.decision_point
+        items = [{"id": p.id, "effect": p.effect, "text": p.text} for p in points.list()]
+        return {"version": points.version, "text": points.text(), "items": items}
+
+    @app.put("/api/v1/policies")
+    async def replace_policies(body: PolicyBody, request: Request, caller: Caller) -> JSONResponse:
+        """Replace the whole policy set; the next broker and API decision follows it (no restart).
+
+        There is one policy set for all tenants, so replacing it needs ``manage_policies`` *and* the role
+        ``owner`` (an admin of one tenant must not change what every tenant may do). An invalid set is a 400
+        whose ``problems`` name each policy (by its @id, or its position) and what is wrong with it.
+        """
+        policy, who = policy_admin(request, caller)
+        if who.role != "owner":
+            raise ApiError(403, f"{who.kind} {who.id!r} is not an owner: the policy set is shared by all tenants")
+        by = f"{who.kind}:{who.tenant}/{who.id}"
+        try:
+            version = policy.decision_point.replace(body.text, by=by, comment=body.comment)
+        except PolicyInvalid as exc:
+            problems = [{"policy": p.policy, "problem": p.problem} for p in exc.problems]
+            error = {"status": 400, "message": str(exc), "parameter": "text", "problems": problems}
+            return JSONResponse({"error": error}, status_code=400)
+        _LOGGER.info("policy set replaced by %s: version %d", by, version.version)
+        return JSONResponse({"version": version.version, "sha256": version.digest, "by": by})
+
+    @app.get("/api/v1/policies/history")
+    async def policy_history(request: Request, caller: Caller) -> dict[str, Any]:
+        """Every version of the policy set, oldest first: number, who, when, why, SHA-256 and text."""
+        policy, _ = policy_admin(request, caller)
+        items = [
+            {
+                "version": v.version,
+                "by": v.by,
+                "at": rfc3339(round(v.at * 1_000_000)),
+                "comment": v.comment,
+                "sha256": v.digest,
+                "text": v.text,
+            }
+            for v in policy.decision_point.history()
+        ]
+        return {"items": items}
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -1,24 +1,30 @@
 """The one authorization seam: every MQTT CONNECT, SUBSCRIBE and PUBLISH, and every API request, asks an Authorizer.
 
-Today's implementation is an allow-list from the config file; the identity work replaces it with tokens and
-externalized policies behind the same Protocol.
+The allow-list from the config file (:class:`AllowListAuthorizer`) authenticates gateway passwords and observer
+tokens; :class:`cloud.tokenauth.TokenAuthenticator` adds the authorization server's access tokens in front of
+it, and :class:`cloud.policy.authorizer.PolicyAuthorizer` answers every publish, subscribe and API action from
+the policy decision point. ``context`` (when, from where, over which transport) is what the broker and the API
+know of a request; the allow-list ignores it.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cloud.config import AuthSection
 from wire import topics
 from wire.errors import PayloadError
 from wire.names import check_gateway
 
+if TYPE_CHECKING:
+    from cloud.policy.model import RequestContext
+
 _LOGGER = logging.getLogger(__name__)
 
-PrincipalKind = Literal["gateway", "observer"]
+PrincipalKind = Literal["gateway", "observer", "operator", "client"]
 
 # What a gateway may publish under roost/{tenant}/{its id}/: kind -> the last levels allowed (None: any).
 _GATEWAY_PUBLISH: dict[str, set[str | None] | None] = {
@@ -34,11 +40,20 @@ _GATEWAY_PUBLISH: dict[str, set[str | None] | None] = {
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is on the other end: a gateway (``id`` is its gateway id) or a read-only observer."""
+    """Who is on the other end: a gateway (``id`` is its gateway id), an operator, an API client or an observer.
+
+    ``role`` (operators, clients) and ``scopes`` (clients) come from an access token; ``expires`` (Unix
+    seconds) and ``token_id`` (its jti) say which token proved it, and do not take part in equality: the
+    same gateway reconnecting with a refreshed token is the same principal.
+    """
 
     kind: PrincipalKind
     id: str
     tenant: str
+    role: str | None = None
+    scopes: frozenset[str] = frozenset()
+    expires: float | None = field(default=None, compare=False)
+    token_id: str | None = field(default=None, compare=False)
 
 
 class Authorizer(Protocol):
@@ -57,11 +72,11 @@ class Authorizer(Protocol):
         """The principal an API bearer token proves, or None."""
         ...
 
-    def may_publish(self, principal: Principal, topic: str) -> bool:
-        """Whether ``principal`` may publish on ``topic``."""
+    def may_publish(self, principal: Principal, topic: str, *, context: RequestContext | None = None) -> bool:
+        """Whether ``principal`` may publish on ``topic`` (``context``: the request's environment, when known)."""
         ...
 
-    def may_subscribe(self, principal: Principal, topic_filter: str) -> bool:
+    def may_subscribe(self, principal: Principal, topic_filter: str, *, context: RequestContext | None = None) -> bool:
         """Whether ``principal`` may subscribe to ``topic_filter``."""
         ...
 
@@ -115,7 +130,7 @@ class AllowListAuthorizer:
         """An observer token as an API bearer token."""
         return self._observer(token) if token else None
 
-    def may_publish(self, principal: Principal, topic: str) -> bool:
+    def may_publish(self, principal: Principal, topic: str, *, context: RequestContext | None = None) -> bool:
         """Gateways publish their own telemetry, events, health, status, state/reported, cmd-result, token."""
         if principal.kind != "gateway":
             return False
@@ -130,7 +145,7 @@ class AllowListAuthorizer:
         tails = _GATEWAY_PUBLISH[parsed.kind]
         return tails is None or parsed.tail in tails
 
-    def may_subscribe(self, principal: Principal, topic_filter: str) -> bool:
+    def may_subscribe(self, principal: Principal, topic_filter: str, *, context: RequestContext | None = None) -> bool:
         """Observers: their tenant's topics; gateways: their own ack, cmd/#, state/desired, token-result."""
         levels = topic_filter.split("/")
         if len(levels) < 3 or levels[0] != topics.ROOT or levels[1] != principal.tenant:

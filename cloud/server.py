@@ -27,8 +27,11 @@ from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
 from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
+from cloud.policy.authorizer import PolicyAuthorizer
+from cloud.policy.decision import DecisionPoint
 from cloud.stats import Stats
 from cloud.store import Store
+from cloud.tokenauth import TokenAuthenticator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,9 +74,36 @@ class CloudServer:
     """Store, broker, ingest and HTTP API; an async context manager that starts and stops them in order."""
 
     def __init__(self, config: CloudConfig, *, authorizer: Authorizer | None = None) -> None:
+        """Wire the parts; with no ``authorizer`` given, the enforcement points are built from the config.
+
+        Authentication: the authorization server's access tokens (when identity is enabled), then the
+        ``[auth]`` allow-list. Authorization: the policy decision point, whose policy history is kept in
+        ``policies.jsonl`` next to the store (a policy set changed through the API survives a restart).
+        """
         self.config = config
         self.stats = Stats()
-        self.authorizer: Authorizer = authorizer or AllowListAuthorizer(config.auth)
+        self.identity: IdentityService | None = (
+            IdentityService(config.identity, config.identity_db_path, public_url=config.server.public_url)
+            if config.identity.enabled
+            else None
+        )
+        self.tokens: TokenAuthenticator | None = None
+        self.policy: PolicyAuthorizer | None = None
+        if authorizer is None:
+            authenticator: Authorizer = AllowListAuthorizer(config.auth)
+            if self.identity is not None:
+                self.tokens = TokenAuthenticator(
+                    self.identity.verifier,
+                    authenticator,
+                    leeway_s=config.identity.leeway_s,
+                    is_revoked=self.identity.is_revoked,
+                    on_invalid=self._token_refused,
+                )
+                authenticator = self.tokens
+            decisions = DecisionPoint(history_path=config.store.path.parent / "policies.jsonl")
+            self.policy = PolicyAuthorizer(decisions, authenticator)
+            authorizer = self.policy
+        self.authorizer: Authorizer = authorizer
         self.store = Store(config.store.path)
         self.broker = EmbeddedBroker(
             self.authorizer,
@@ -81,16 +111,15 @@ class CloudServer:
             tcp_listen=config.broker.tcp_address,
             connect_timeout_s=config.broker.connect_timeout_s,
             queue_max=config.broker.queue_max,
+            session_check=self.tokens.still_valid if self.tokens is not None else None,
         )
         self.ingest = Ingest(self.broker, self.store, self.stats, config.ingest)
-        self.identity: IdentityService | None = (
-            IdentityService(config.identity, config.identity_db_path, public_url=config.server.public_url)
-            if config.identity.enabled
-            else None
-        )
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ServerInfo | None = None
+
+    def _token_refused(self, _reason: str) -> None:
+        self.stats.refused_tokens += 1
 
     @property
     def info(self) -> ServerInfo:
@@ -138,6 +167,7 @@ class CloudServer:
                 tcp_port=lambda: self.broker.tcp_port,
                 ingest_error=lambda: self.ingest.last_store_error,
                 identity=self.identity,
+                policy=self.policy,
             )
         )
         uv_config = uvicorn.Config(

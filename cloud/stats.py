@@ -30,6 +30,10 @@ class Stats:
     denied_connects: int = 0
     denied_publishes: int = 0
     denied_subscribes: int = 0
+    refused_tokens: int = 0
+    """Access tokens refused (forged, expired, wrong audience or issuer, revoked) at CONNECT or the API."""
+    closed_connections: int = 0
+    """Connections closed because the token that opened them expired or was revoked."""
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

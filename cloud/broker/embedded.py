@@ -4,15 +4,20 @@ Connections come from the HTTP server's ``/mqtt`` WebSocket route and, optionall
 are amqtt "external" listeners. Before a connection reaches amqtt, a gate reads its CONNECT and asks the
 Authorizer: amqtt itself deletes (clean session) or takes over an existing session of the same client id
 before it authenticates, so without the gate an anonymous CONNECT could knock a gateway offline.
+
+The gate hands what it decided (principal, request context) to the auth plugin, so a token is verified once
+per CONNECT. Connections opened by an access token are checked every ``check_interval_s`` with
+``session_check``: one whose token expired or was revoked is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from amqtt.adapters import BufferReader, WriterAdapter
@@ -32,7 +37,9 @@ from cloud.broker.adapters import (
 )
 from cloud.broker.base import BrokerEvent, Presence, Received
 from cloud.errors import BrokerError
+from cloud.policy.model import RequestContext
 from cloud.stats import Stats
+from cloud.tokenauth import looks_like_jwt
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +49,19 @@ IDENTIFIER_REJECTED = 0x02
 BAD_USERNAME_PASSWORD = 0x04
 NOT_AUTHORIZED = 0x05
 WS_SUBPROTOCOLS = ("mqtt", "mqttv3.1")
+TRANSPORTS = {"default": "mqtt-ws", "tcp": "mqtt-tcp"}
 _STOP = object()
+
+
+def request_context(writer: WriterAdapter, listener: str) -> RequestContext:
+    """The policy context of a connection: its peer address (when it is an IP address) and transport."""
+    peer = writer.get_peer_info()
+    address = peer[0] if peer else None
+    try:
+        source_ip = str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        source_ip = None
+    return RequestContext(source_ip=source_ip, transport=TRANSPORTS.get(listener, "unknown"))
 
 
 class EmbeddedBroker:
@@ -56,6 +75,8 @@ class EmbeddedBroker:
         tcp_listen: tuple[str, int] | None = None,
         connect_timeout_s: float = 10.0,
         queue_max: int = 10_000,
+        session_check: Callable[[Principal], bool] | None = None,
+        check_interval_s: float = 1.0,
     ) -> None:
         self._authorizer = authorizer
         self._stats = stats
@@ -69,6 +90,11 @@ class EmbeddedBroker:
         self._running = False
         self._live: dict[str, tuple[Principal, int]] = {}
         self._writers: set[WriterAdapter] = set()
+        self._admitted: dict[plugins.AdmissionKey, tuple[Principal, RequestContext]] = {}
+        self._token_conns: dict[WriterAdapter, Principal] = {}
+        self._session_check = session_check
+        self._check_interval_s = check_interval_s
+        self._checker: asyncio.Task[None] | None = None
         self.tcp_port: int | None = None
         """The TCP listener's bound port (when it is on)."""
 
@@ -76,7 +102,9 @@ class EmbeddedBroker:
 
     async def start(self) -> None:
         """Start amqtt and the optional TCP listener."""
-        plugins.register(self._key, plugins.Hooks(self._authorizer, self._stats, self._on_message))
+        plugins.register(
+            self._key, plugins.Hooks(self._authorizer, self._stats, self._on_message, admitted=self._admitted)
+        )
         cfg = {"broker_key": self._key}
         config = {
             "listeners": {"default": {"type": "external"}, "tcp": {"type": "external"}},
@@ -102,12 +130,18 @@ class EmbeddedBroker:
             plugins.unregister(self._key)
             raise BrokerError(f"the embedded MQTT broker cannot start: {exc}") from exc
         self._running = True
+        if self._session_check is not None:
+            self._checker = asyncio.create_task(self._check_sessions(), name="broker-token-check")
 
     async def stop(self) -> None:
         """Close the listeners and every connection, stop amqtt, end :meth:`events`."""
         if not self._running:
             return
         self._running = False
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
         if self._tcp_server is not None:
             self._tcp_server.close()
         try:
@@ -169,13 +203,16 @@ class EmbeddedBroker:
             await writer.close()
             return
         self._writers.add(writer)
+        key: plugins.AdmissionKey | None = None
         try:
-            admitted = await self._gate(reader, writer)
+            admitted = await self._gate(reader, writer, listener)
             if admitted is None:
                 await writer.close()
                 return
-            client_id, principal = admitted
+            client_id, principal, key = admitted
             self._opened(client_id, principal)
+            if principal is not None and principal.token_id is not None:
+                self._token_conns[writer] = principal
             try:
                 await self._broker.external_connected(reader, writer, listener)
             finally:
@@ -186,9 +223,39 @@ class EmbeddedBroker:
                 await writer.close()
         finally:
             self._writers.discard(writer)
+            self._token_conns.pop(writer, None)
+            if key is not None:
+                self._admitted.pop(key, None)
 
-    async def _gate(self, reader: BufferedReader, writer: WriterAdapter) -> tuple[str, Principal | None] | None:
-        """Read the CONNECT and decide; (client id, principal) to admit, None to refuse (CONNACK sent)."""
+    async def _check_sessions(self) -> None:
+        """Close, every ``check_interval_s``, the connections whose access token expired or was revoked."""
+        check = self._session_check
+        assert check is not None
+        while True:
+            await asyncio.sleep(self._check_interval_s)
+            for writer, principal in list(self._token_conns.items()):
+                try:
+                    valid = check(principal)
+                except Exception:  # a failing check must not stop the others
+                    _LOGGER.exception("token check of %s %r failed", principal.kind, principal.id)
+                    continue
+                if valid:
+                    continue
+                self._token_conns.pop(writer, None)
+                self._stats.closed_connections += 1
+                _LOGGER.warning(
+                    "closing the connection of %s %r (tenant %s): its token expired or was revoked",
+                    principal.kind,
+                    principal.id,
+                    principal.tenant,
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.close(), timeout=1)
+
+    async def _gate(
+        self, reader: BufferedReader, writer: WriterAdapter, listener: str
+    ) -> tuple[str, Principal | None, plugins.AdmissionKey | None] | None:
+        """Read the CONNECT and decide; (client id, principal, admission) to admit, None to refuse (CONNACK sent)."""
         try:
             raw = await asyncio.wait_for(read_first_packet(reader), timeout=self._connect_timeout_s)
         except TimeoutError:
@@ -201,14 +268,15 @@ class EmbeddedBroker:
         try:
             connect = await ConnectPacket.from_stream(BufferReader(raw))
         except Exception:  # amqtt reads it again and answers for itself
-            return "", None
+            return "", None, None
         if connect.proto_level != MQTT_311:
-            return "", None  # amqtt answers "unacceptable protocol version"
+            return "", None, None  # amqtt answers "unacceptable protocol version"
         client_id = connect.client_id or ""
         principal = self._authorizer.authenticate(client_id, connect.username, connect.password)
         if principal is None:
             self._stats.denied_connects += 1
-            code = NOT_AUTHORIZED if not connect.username and not connect.password else BAD_USERNAME_PASSWORD
+            anonymous = not connect.username and not connect.password
+            code = NOT_AUTHORIZED if anonymous or looks_like_jwt(connect.password) else BAD_USERNAME_PASSWORD
             _LOGGER.warning(
                 "CONNECT refused (0x%02x): client %r, username %r", code, client_id[:40], (connect.username or "")[:40]
             )
@@ -220,7 +288,9 @@ class EmbeddedBroker:
             _LOGGER.warning("CONNECT refused: client id %r is in use by another principal", client_id[:40])
             await self._connack(writer, IDENTIFIER_REJECTED)
             return None
-        return client_id, principal
+        key = (client_id, connect.username, connect.password)
+        self._admitted[key] = (principal, request_context(writer, listener))
+        return client_id, principal, key
 
     @staticmethod
     async def _connack(writer: WriterAdapter, code: int) -> None:

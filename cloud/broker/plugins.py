@@ -15,12 +15,18 @@ from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 
 from cloud.authz import Authorizer, Principal
+from cloud.policy.model import RequestContext
 from cloud.stats import Stats
 
 _LOGGER = logging.getLogger(__name__)
 
 PRINCIPAL_ATTR = "roost.principal"
 """Key of the authenticated Principal in an amqtt Session's ``attributes``."""
+CONTEXT_ATTR = "roost.context"
+"""Key of the connection's RequestContext (source address, transport) in a Session's ``attributes``."""
+
+AdmissionKey = tuple[str, str | None, str | None]
+"""(client id, username, password) of a CONNECT the broker's gate admitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,8 @@ class Hooks:
     stats: Stats
     on_message: Callable[[str, bytes, str, Principal | None], None]
     """Called, in arrival order, for every publish the topic plugin allowed."""
+    admitted: dict[AdmissionKey, tuple[Principal, RequestContext]] | None = None
+    """CONNECTs the gate authenticated already (the auth plugin takes the principal instead of asking again)."""
 
 
 _REGISTRY: dict[str, Hooks] = {}
@@ -44,6 +52,13 @@ def register(key: str, hooks: Hooks) -> None:
 def unregister(key: str) -> None:
     """Forget a broker's hooks (after it stopped)."""
     _REGISTRY.pop(key, None)
+
+
+def context_of(session: Any) -> RequestContext | None:
+    """The request context of an amqtt session's connection, if known."""
+    attributes = getattr(session, "attributes", None)
+    context = attributes.get(CONTEXT_ATTR) if isinstance(attributes, dict) else None
+    return context if isinstance(context, RequestContext) else None
 
 
 def principal_of(session: Any) -> Principal | None:
@@ -80,7 +95,13 @@ class AuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
     async def authenticate(self, *, session: Any) -> bool:
         """True when the Authorizer knows the client; the principal is kept on the session."""
         client_id = session.client_id or ""
-        principal = self._hooks.authorizer.authenticate(client_id, session.username, session.password)
+        admitted = self._hooks.admitted
+        found = admitted.pop((client_id, session.username, session.password), None) if admitted is not None else None
+        if found is not None:  # the gate verified this CONNECT a moment ago: do not verify the token twice
+            principal: Principal | None = found[0]
+            session.attributes[CONTEXT_ATTR] = found[1]
+        else:
+            principal = self._hooks.authorizer.authenticate(client_id, session.username, session.password)
         if principal is None:
             self._hooks.stats.denied_connects += 1
             _LOGGER.warning("CONNECT refused: client %r, username %r", client_id[:40], (session.username or "")[:40])
@@ -110,15 +131,24 @@ class TopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         if action == Action.RECEIVE:
             return True  # the subscription was authorized when it was made
         principal = principal_of(session)
+        context = context_of(session)
         stats = self._hooks.stats
         client = (getattr(session, "client_id", None) or "")[:40]
         if action == Action.SUBSCRIBE:
-            if principal is not None and topic is not None and self._hooks.authorizer.may_subscribe(principal, topic):
+            if (
+                principal is not None
+                and topic is not None
+                and self._hooks.authorizer.may_subscribe(principal, topic, context=context)
+            ):
                 return True
             stats.denied_subscribes += 1
             _LOGGER.warning("SUBSCRIBE denied: client %r, filter %r", client, (topic or "")[:200])
             return False
-        if principal is not None and topic is not None and self._hooks.authorizer.may_publish(principal, topic):
+        if (
+            principal is not None
+            and topic is not None
+            and self._hooks.authorizer.may_publish(principal, topic, context=context)
+        ):
             return True
         stats.denied_publishes += 1
         _LOGGER.warning("PUBLISH denied and dropped: client %r, topic %r", client, (topic or "")[:200])

@@ -1,4 +1,4 @@
-"""Broker authorization on loopback: CONNECT, SUBSCRIBE and PUBLISH all go through the allow-list authorizer."""
+"""Broker authorization on loopback: CONNECT by the allow-list, SUBSCRIBE and PUBLISH by the policy decision point."""
 
 from __future__ import annotations
 
