@@ -75,6 +75,37 @@ class CloudSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IdentitySection:
+    """The gateway's own identity: enrollment with the cloud's authorization server and its OAuth2 tokens.
+
+    Used when ``cloud.password_file`` is not set: the gateway enrolls (claim token, else the device flow),
+    keeps its key pair and tokens in ``state_dir/identity`` (mode 0600) and connects with its access token.
+    """
+
+    enroll: Literal["auto", "off"] = doc(
+        "auto: without tokens (and without cloud.password_file) enroll with the cloud; off: never enroll",
+        default="auto",
+    )
+    claim_token_file: Path | None = doc(
+        "File holding a claim token for unattended enrollment (e.g. on the boot partition); none = device flow",
+        default=None,
+    )
+    issuer: str = doc("OAuth2 issuer URL; empty: the one the cloud's discovery document names", default="")
+    refresh_at: float = doc("Refresh the access token after this fraction of its lifetime", default=0.8)
+    http_timeout_s: float = doc("Seconds an enrollment or token request may take", default=10.0)
+
+    def __post_init__(self) -> None:
+        if self.issuer:
+            if not self.issuer.startswith(("http://", "https://")):
+                raise ConfigValueError("issuer", f"{self.issuer!r} must start with http:// or https://")
+            _check_url("issuer", self.issuer)
+        if not 0.1 <= self.refresh_at <= 0.95:
+            raise ConfigValueError("refresh_at", "must be between 0.1 and 0.95")
+        if self.http_timeout_s <= 0:
+            raise ConfigValueError("http_timeout_s", "must be greater than 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UplinkSection:
     """How readings are batched and sent."""
 
@@ -159,6 +190,7 @@ class GatewayConfig:
 
     gateway: GatewaySection = doc("This gateway", default_factory=GatewaySection)
     cloud: CloudSection = doc("The cloud", default_factory=CloudSection)
+    identity: IdentitySection = doc("Enrollment and tokens", default_factory=IdentitySection)
     uplink: UplinkSection = doc("Uplink batching", default_factory=UplinkSection)
     buffer: BufferSection = doc("Durable buffer", default_factory=BufferSection)
     adapters: AdaptersSection = doc("Adapters", default_factory=AdaptersSection)

@@ -20,6 +20,7 @@ from gateway import identity
 from gateway.adapters.base import Adapter
 from gateway.buffer import DurableBuffer
 from gateway.config import GatewayConfig
+from gateway.enrollment import TokenCredentials
 from gateway.hub import Hub
 from gateway.pairing import Pairing
 from gateway.uplink import Uplink
@@ -38,6 +39,8 @@ class Daemon:
     uplink: Uplink
     adapters: list[Adapter] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    identity: TokenCredentials | None = None
+    """Enrollment and tokens, when the gateway uses its own identity (no ``cloud.password_file``)."""
 
     def rejected(self) -> int:
         """Inputs refused by every adapter since start."""
@@ -64,6 +67,16 @@ async def _cancel_all(tasks: list[asyncio.Task[None]], deadline: float, what: st
         _LOGGER.warning("%s %s is still busy at the shutdown deadline", what, t.get_name())
 
 
+def _token_credentials(config: GatewayConfig) -> TokenCredentials | None:
+    """Token credentials unless a password is configured, or enrollment is off and no tokens are stored."""
+    if config.cloud.password_file is not None:
+        return None
+    store = identity.IdentityStore(config.gateway.state_dir)
+    if config.identity.enroll == "off" and not (store.folder / identity.TOKENS_FILE).exists():
+        return None
+    return TokenCredentials(config, store)
+
+
 async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None = None) -> None:
     """Run the gateway until cancelled, then shut down within ``gateway.shutdown_timeout_s``."""
     state_dir = config.gateway.state_dir
@@ -77,6 +90,7 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
         hub = Hub(buffer)
         adapters = _build_adapters(config, hub, pairing)
         daemon_ref: list[Daemon] = []
+        tokens = _token_credentials(config)
         uplink = Uplink(
             gateway_id=gw_id,
             tenant=config.gateway.tenant,
@@ -85,17 +99,21 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             buffer=buffer,
             state_dir=state_dir,
             extra_counters=lambda: {"rejected": daemon_ref[0].rejected() if daemon_ref else 0},
+            credentials=tokens,
         )
-        daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters)
+        daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters, identity=tokens)
         daemon_ref.append(daemon)
         _LOGGER.info("Gateway %s (tenant %s) starting; buffer %s", gw_id, config.gateway.tenant, config.buffer_path)
         uplink_task = asyncio.create_task(uplink.run(), name="uplink")
         adapter_tasks = [asyncio.create_task(a.run(), name=f"adapter {a.name}") for a in adapters]
+        identity_tasks = [asyncio.create_task(tokens.run(), name="identity")] if tokens is not None else []
         if ready is not None:
             ready(daemon)
         try:
             # Run until cancelled, or until a part fails for good (it is logged and the daemon exits).
-            done, _ = await asyncio.wait([uplink_task, *adapter_tasks], return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(
+                [uplink_task, *adapter_tasks, *identity_tasks], return_when=asyncio.FIRST_EXCEPTION
+            )
             for t in done:
                 exc = None if t.cancelled() else t.exception()
                 if exc is not None:
@@ -105,6 +123,7 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             deadline = time.monotonic() + config.gateway.shutdown_timeout_s
             _LOGGER.info("Gateway %s stopping", gw_id)
             await _cancel_all(adapter_tasks, deadline, "adapter")
+            await _cancel_all(identity_tasks, deadline, "identity")
             hub.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

@@ -31,6 +31,7 @@ from gateway.buffer import Batch, BufferStats
 from gateway.config import CloudSection, UplinkSection
 from gateway.errors import BufferError_, UplinkError
 from gateway.uplink import _wsfix, discovery
+from gateway.uplink.auth import Credentials, CredentialsProvider, StaticCredentials
 from gateway.uplink.endpoint import Endpoint, parse_url
 from wire import senml, topics
 from wire.envelopes import OFFLINE, ONLINE, Counters, Health, decode_ack, encode_health
@@ -39,6 +40,10 @@ from wire.errors import PayloadError
 _LOGGER = logging.getLogger(__name__)
 
 _wsfix.apply()
+
+
+class CredentialsRenewed(UplinkError):
+    """The credentials in use were superseded (a refreshed or revoked token): reconnect now."""
 
 
 class ReadingSource(Protocol):
@@ -67,7 +72,6 @@ class ReadingSource(Protocol):
 @dataclass(slots=True)
 class _Pack:
     batch_id: str
-    topic: str
     payload: bytes
     count: int
     sent_at: float = 0.0
@@ -88,17 +92,17 @@ class Uplink:
         buffer: ReadingSource,
         state_dir: Path,
         extra_counters: Callable[[], Mapping[str, int]] | None = None,
+        credentials: CredentialsProvider | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.tenant = tenant
+        self._credentials: CredentialsProvider = credentials or StaticCredentials(cloud, gateway_id, tenant)
         self._cloud = cloud
         self._cfg = uplink
         self._buffer = buffer
         self._state_dir = state_dir
         self._extra_counters = extra_counters
-        self._status_topic = topics.topic(tenant, gateway_id, "status")
-        self._ack_topic = topics.topic(tenant, gateway_id, "ack")
-        self._health_topic = topics.topic(tenant, gateway_id, "health")
+        self._set_names(gateway_id, tenant)
         self._packs: dict[str, _Pack] = {}
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
@@ -110,6 +114,7 @@ class Uplink:
         self._outage_since: float | None = None
         self._connected = False
         self._connects = 0
+        self._creds: Credentials | None = None
         self.reconnects = 0
         """Connections made after the first one (each one follows an outage)."""
         self.connect_failures = 0
@@ -124,6 +129,13 @@ class Uplink:
         """Packs published again (ack timeout or reconnect)."""
         self.last_error: str | None = None
         """What went wrong last (connection, discovery, TLS), or None."""
+
+    def _set_names(self, gateway_id: str, tenant: str) -> None:
+        self.gateway_id = gateway_id
+        self.tenant = tenant
+        self._status_topic = topics.topic(tenant, gateway_id, "status")
+        self._ack_topic = topics.topic(tenant, gateway_id, "ack")
+        self._health_topic = topics.topic(tenant, gateway_id, "health")
 
     # ----------------------------------------------------------------- state
 
@@ -172,8 +184,17 @@ class Uplink:
                 error = "the connection ended"
                 try:
                     await self._connect_and_serve()
+                except CredentialsRenewed as exc:
+                    # Not an outage: reconnect at once; packs in flight are sent again on the new connection.
+                    self._connected = False
+                    self._client = None
+                    _LOGGER.info("uplink: %s: reconnecting", exc)
+                    attempt = 0
+                    continue
                 except (aiomqtt.MqttError, OSError, UplinkError, BufferError_) as exc:
                     error = _describe(exc, self._target)
+                    if _refused(exc) and self._creds is not None:
+                        self._credentials.refused(self._creds)
                 finally:
                     self._connected = False
                     self._client = None
@@ -227,6 +248,12 @@ class Uplink:
 
     async def _connect_and_serve(self) -> None:
         loop = asyncio.get_running_loop()
+        self._creds = None
+        creds = await self._credentials.get()
+        self._creds = creds
+        if (creds.gateway_id, creds.tenant) != (self.gateway_id, self.tenant):
+            _LOGGER.info("uplink: connecting as gateway %s of tenant %s", creds.gateway_id, creds.tenant)
+            self._set_names(creds.gateway_id, creds.tenant)
         if self._cloud.mqtt_url:
             doc, source = None, "config"
         else:
@@ -234,13 +261,13 @@ class Uplink:
         target = discovery.target(self._cloud, self._cfg, doc, source)
         self._target = target
         endpoint = parse_url(target.mqtt_url)
-        tls, password = await loop.run_in_executor(None, self._tls_and_password, endpoint)
+        tls = await loop.run_in_executor(None, self._tls, endpoint)
         client = aiomqtt.Client(
             endpoint.host,
             endpoint.port,
-            username=self._cloud.username or self.gateway_id,
-            password=password,
-            identifier=self.gateway_id,
+            username=creds.username,
+            password=creds.password,
+            identifier=creds.gateway_id,
             will=aiomqtt.Will(self._status_topic, OFFLINE, qos=1, retain=True),
             clean_session=True,
             transport=endpoint.transport,
@@ -283,22 +310,20 @@ class Uplink:
                     tg.create_task(self._send_loop(client, tg, target), name="uplink-send")
                     if target.ack == "cloud":
                         tg.create_task(self._watchdog(client, tg, target), name="uplink-watchdog")
+                    tg.create_task(self._watch_credentials(creds), name="uplink-credentials")
             except BaseExceptionGroup as group:
                 # One failure (the connection dropped) cancels the others: report the first cause.
                 raise _first_leaf(group) from None
 
-    def _tls_and_password(self, endpoint: Endpoint) -> tuple[ssl.SSLContext | None, str | None]:
+    def _tls(self, endpoint: Endpoint) -> ssl.SSLContext | None:
         try:
-            tls = endpoint.tls_context(self._cloud.ca_file)
+            return endpoint.tls_context(self._cloud.ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise UplinkError(f"cannot load the CA file {self._cloud.ca_file}: {exc}") from exc
-        password = None
-        if self._cloud.password_file is not None:
-            try:
-                password = self._cloud.password_file.read_text().strip()
-            except OSError as exc:
-                raise UplinkError(f"cannot read the password file {self._cloud.password_file}: {exc.strerror}") from exc
-        return tls, password
+
+    async def _watch_credentials(self, creds: Credentials) -> None:
+        await self._credentials.renewed(creds)
+        raise CredentialsRenewed("the credentials were renewed")
 
     async def _send_loop(self, client: aiomqtt.Client, tg: asyncio.TaskGroup, target: discovery.Target) -> None:
         for pack in list(self._packs.values()):
@@ -329,8 +354,7 @@ class Uplink:
                     self._batch_limit,
                 )
                 continue
-            topic = topics.telemetry(self.tenant, self.gateway_id, batch.id)
-            pack = _Pack(batch.id, topic, payload, len(batch.readings))
+            pack = _Pack(batch.id, payload, len(batch.readings))
             self._packs[batch.id] = pack
             self._publish(client, tg, pack, target)
 
@@ -341,7 +365,9 @@ class Uplink:
 
     async def _publish_one(self, client: aiomqtt.Client, pack: _Pack, target: discovery.Target) -> None:
         # A PUBACK missing for ack_timeout_s on a live connection means the connection is not live.
-        await client.publish(pack.topic, pack.payload, qos=1, timeout=self._cfg.ack_timeout_s)
+        # The topic is named at publish time: a pack buffered before enrollment goes out under the id enrolled.
+        topic = topics.telemetry(self.tenant, self.gateway_id, pack.batch_id)
+        await client.publish(topic, pack.payload, qos=1, timeout=self._cfg.ack_timeout_s)
         _LOGGER.debug("uplink: pack %s (%d readings, %d bytes) PUBACKed", pack.batch_id, pack.count, len(pack.payload))
         if target.ack == "puback":
             self._acknowledge([pack.batch_id], [])
@@ -420,6 +446,11 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the broker refused the CONNECT's credentials (MQTT 3.1.1 codes 4 and 5, MQTT 5 134 and 135)."""
+    return isinstance(exc, aiomqtt.MqttCodeError) and exc.rc in (4, 5, 134, 135)
 
 
 def _describe(exc: BaseException, target: discovery.Target | None) -> str:

@@ -97,6 +97,10 @@ class Site:
     client_ca_file: Path | None = None
     """PEM CA the test's own https requests trust; None: ``ca_file``."""
     gateway_state: str = "gw-state"
+    gateway_password: bool = True
+    """Whether the gateway connects with ``cloud.password_file``; False: it enrolls and uses tokens."""
+    cloud_extra: str = ""
+    """TOML appended to cloud.toml (e.g. an [identity] table)."""
     cloud: Proc = field(init=False)
     gateway: Proc = field(init=False)
 
@@ -119,6 +123,7 @@ password = "{secret}"
 [[auth.observers]]
 token = "{self.token}"
 tenant = "default"
+{self.cloud_extra}
 """)
         self.write_gateway_config()
         roost = [sys.executable, "-m", "roost.cli"]
@@ -141,7 +146,7 @@ state_dir = "{self.gateway_state}"
 shutdown_timeout_s = 5.0
 [cloud]
 url = "{self.base}"
-{ca}password_file = "gw.password"
+{ca}{'password_file = "gw.password"' if self.gateway_password else ""}
 backoff_initial_s = 0.2
 backoff_max_s = 1.0
 connect_timeout_s = 3.0
@@ -155,6 +160,16 @@ port = {self.coap_port}
 accept = "any"
 {self.gateway_extra}
 """)
+
+    @property
+    def identity_db(self) -> Path:
+        """The cloud's identity database (identity.sqlite next to the store)."""
+        return self.tmp / "identity.sqlite"
+
+    @property
+    def gateway_state_dir(self) -> Path:
+        """The gateway's state folder."""
+        return self.tmp / self.gateway_state
 
     @property
     def base(self) -> str:

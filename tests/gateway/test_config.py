@@ -168,7 +168,8 @@ max_records = 1
         ("[adapters.zigbee]\nenabled = true", "gateway.toml: adapters.zigbee: unknown key (known keys here: coap)"),
         (
             '[gatway]\nid = "x"',
-            "gateway.toml: gatway: unknown key (known keys here: adapters, buffer, cloud, gateway, paired, uplink)",
+            "gateway.toml: gatway: unknown key "
+            "(known keys here: adapters, buffer, cloud, gateway, identity, paired, uplink)",
         ),
         ('[adapters.coap]\nport = "5683"', "gateway.toml: adapters.coap.port: must be an integer, not '5683'"),
         ("[adapters.coap]\nport = 70000", "gateway.toml: adapters.coap.port: must be between 0 and 65535"),
@@ -313,7 +314,7 @@ def _is_table(tp: object) -> bool:
 def test_every_field_has_a_doc_string() -> None:
     fields = _all_fields(GatewayConfig)
     tables = {key for key, _, tp in fields if _is_table(tp)}
-    assert tables == {"gateway", "cloud", "uplink", "buffer", "adapters", "adapters.coap"}
+    assert tables == {"gateway", "cloud", "uplink", "buffer", "adapters", "adapters.coap", "identity"}
     assert len(fields) >= 40
     undocumented = [key for key, f, _ in fields if not str(f.metadata.get("doc", "")).strip()]
     assert undocumented == []

@@ -583,3 +583,67 @@ def test_websocket_frames_are_always_masked() -> None:
         offset = 2 + {126: 2, 127: 8}.get(n, 0)
         key, body = bytes(frame[offset : offset + 4]), bytes(frame[offset + 4 :])
         assert _wsfix.mask(key, body) == data
+
+
+class _Provider:
+    """Credentials handed out by the test: none at first (enrollment), then renewed on demand."""
+
+    def __init__(self) -> None:
+        from gateway.uplink.auth import Credentials
+
+        self.make = Credentials
+        self.current: Any = None
+        self.changed = asyncio.Event()
+        self.asked = 0
+
+    def give(self, gateway_id: str, password: str) -> None:
+        self.current = self.make(gateway_id, password, gateway_id, TENANT, "token")
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    async def get(self) -> Any:
+        self.asked += 1
+        while self.current is None:
+            await self.changed.wait()
+        return self.current
+
+    async def renewed(self, current: Any) -> None:
+        while self.current is current:
+            await self.changed.wait()
+
+    def refused(self, current: Any) -> None:
+        pass
+
+
+async def test_renewed_credentials_reconnect_at_once_and_lose_nothing(
+    broker: BrokerProc, buffer: DurableBuffer, tmp_path: Path
+) -> None:
+    acker = Acker(broker.tcp_port)
+    provider = _Provider()
+    cloud = CloudSection(
+        mqtt_url=f"ws://127.0.0.1:{broker.ws_port}/mqtt", connect_timeout_s=3, backoff_initial_s=5, backoff_max_s=5
+    )
+    uplink = Uplink(
+        gateway_id=GW,
+        tenant=TENANT,
+        cloud=cloud,
+        uplink=UplinkSection(batch_max_readings=100, batch_max_delay_ms=5),
+        buffer=buffer,
+        state_dir=tmp_path,
+        credentials=provider,
+    )
+    async with running(acker.run(), uplink.run()):
+        await until(lambda: acker.client is not None, what="the acker")
+        await buffer.append(readings(300))  # buffered while there are no credentials (enrollment)
+        await asyncio.sleep(0.3)
+        assert not uplink.connected and buffer.stats()["buffered"] == 300
+        provider.give("gw-enrolled", "token-1")
+        await until(lambda: buffer.stats()["buffered"] == 0, what="the buffered readings after enrollment")
+        assert uplink.gateway_id == "gw-enrolled"
+        for i in range(2, 5):
+            await buffer.append(readings(200, start=1000 * i))
+            provider.give("gw-enrolled", f"token-{i}")
+            await until(lambda: uplink.connected and buffer.stats()["buffered"] == 0, what="readings after renewal")
+        assert uplink.reconnects >= 3 and uplink.connect_failures == 0  # no backoff (5 s) was waited
+    assert len({key(r) for r in acker.readings}) == 900
+    assert uplink.sent == 900
