@@ -31,10 +31,6 @@ STOP_TIMEOUT_S = 4.0
 
 
 def _write_configs(state: Path, http_port: int, coap_port: int, token: str) -> tuple[Path, Path]:
-    secret = secrets.token_urlsafe(24)
-    pw = state / "gateway.password"
-    pw.write_text(secret)
-    pw.chmod(0o600)
     cloud = state / "cloud.toml"
     cloud.write_text(f"""# Written by roost demo.
 [server]
@@ -44,15 +40,13 @@ port = {http_port}
 [store]
 path = "cloud/cloud.sqlite"
 
-[[auth.gateways]]
-id = "{GATEWAY_ID}"
-tenant = "default"
-password = "{secret}"
-
 [[auth.observers]]
 token = "{token}"
 tenant = "default"
 """)
+    claim = state / "gateway.claim"
+    claim.write_text(_bootstrap_identity(cloud) + "\n")
+    claim.chmod(0o600)
     gateway = state / "gateway.toml"
     gateway.write_text(f"""# Written by roost demo.
 [gateway]
@@ -62,8 +56,10 @@ state_dir = "gateway"
 
 [cloud]
 url = "http://127.0.0.1:{http_port}"
-password_file = "gateway.password"
 backoff_max_s = 5.0
+
+[identity]
+claim_token_file = "gateway.claim"
 
 [uplink]
 batch_max_delay_ms = 100
@@ -75,6 +71,18 @@ port = {coap_port}
 accept = "any"
 """)
     return cloud, gateway
+
+
+def _bootstrap_identity(cloud_toml: Path) -> str:
+    """Tenant ``default`` and a one-time claim token, so the demo gateway enrolls as a real one would."""
+    from cloud import config as cloud_config
+    from cloud.identity import admin
+
+    db = cloud_config.load(cloud_toml).identity_db_path
+    db.parent.mkdir(parents=True, exist_ok=True)
+    admin.ensure_tenant(db, "default", "Demo")
+    _claim, secret = admin.create_claim_token(db, "default", max_uses=1, ttl_s=3600)
+    return secret
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -116,6 +124,13 @@ async def _sensors(coap_port: int, interval: float) -> None:
     base = f"coap://127.0.0.1:{coap_port}"
     posted = 0
     try:
+        # Start posting once the gateway answers, so the first posts are not lost to its start-up.
+        for _ in range(150):
+            with contextlib.suppress(Exception):
+                probe = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/.well-known/core")
+                if (await asyncio.wait_for(ctx.request(probe).response, 1.0)).code.is_successful():
+                    break
+            await asyncio.sleep(0.2)
         while True:
             now = time.time()
             posts = [
@@ -170,7 +185,8 @@ def run_demo(
             f"""
 Roost demo is running (Ctrl-C stops it).
   cloud    http://127.0.0.1:{http_port}/   API, OpenAPI at /openapi.json, MQTT over WebSockets at /mqtt
-  gateway  {GATEWAY_ID}: CoAP on coap://127.0.0.1:{coap_port}/telemetry, buffer in {state}/gateway
+  gateway  {GATEWAY_ID}: enrolled with a claim token; CoAP on coap://127.0.0.1:{coap_port}/telemetry,
+           buffer in {state}/gateway
   sensors  kitchen-th1 (SenML JSON), cellar-th2 (SenML CBOR), attic-th3 (metric=value text), every {interval:g} s
 
 Look at the data:

@@ -16,5 +16,14 @@ def setup(level: str = "INFO", *, name: str = "roost") -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
     # Third-party chatter stays at WARNING unless we are debugging.
     if level != "DEBUG":
-        for noisy in ("amqtt", "aiocoap", "coap-server", "coap", "uvicorn.access", "transitions", "websockets"):
+        for noisy in (
+            "amqtt",
+            "aiocoap",
+            "coap-server",
+            "coap",
+            "uvicorn.access",
+            "uvicorn.error",
+            "transitions",
+            "websockets",
+        ):
             logging.getLogger(noisy).setLevel(logging.WARNING)
