@@ -45,6 +45,8 @@ check: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/uplink.py
+	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/policy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
