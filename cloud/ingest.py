@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloud.authz import Principal
 from cloud.broker.base import MessageBroker, Presence, Received
 from cloud.config import IngestSection
 from cloud.errors import StoreError
@@ -28,6 +29,9 @@ _LOGGER = logging.getLogger(__name__)
 INLINE_DECODE_BYTES = 64 * 1024
 """Packs larger than this are decoded on a worker thread, so the event loop keeps serving."""
 QUEUE_ITEMS = 2000
+
+TokenHandler = Callable[[topics.Topic, bytes, Principal | None], None]
+"""Takes a publish on a gateway's ``token`` topic (token refresh over MQTT); must not block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,17 @@ class _Acks:
 class Ingest:
     """Consumes a broker's events until they end; stores telemetry in batches and acknowledges it."""
 
-    def __init__(self, broker: MessageBroker, store: Store, stats: Stats, config: IngestSection) -> None:
+    def __init__(
+        self,
+        broker: MessageBroker,
+        store: Store,
+        stats: Stats,
+        config: IngestSection,
+        *,
+        on_token: TokenHandler | None = None,
+    ) -> None:
         self._broker = broker
+        self._on_token = on_token
         self._store = store
         self._stats = stats
         self._config = config
@@ -120,6 +133,9 @@ class Ingest:
                 return None
             self._stats.health_reports += 1
             return _GatewayUpdate(topic.tenant, topic.gateway, health=dict(health))
+        if topic.kind == "token" and self._on_token is not None:
+            self._on_token(topic, event.payload, event.principal)
+            return None
         if topic.kind == "status":
             if event.payload in (envelopes.ONLINE, envelopes.OFFLINE):
                 return _GatewayUpdate(topic.tenant, topic.gateway, online=event.payload == envelopes.ONLINE)

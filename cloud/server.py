@@ -25,6 +25,7 @@ from cloud.authz import AllowListAuthorizer, Authorizer
 from cloud.broker.embedded import EmbeddedBroker
 from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
+from cloud.identity.mqtt_refresh import MqttTokenRefresher
 from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
 from cloud.policy.authorizer import PolicyAuthorizer
@@ -113,10 +114,22 @@ class CloudServer:
             queue_max=config.broker.queue_max,
             session_check=self.tokens.still_valid if self.tokens is not None else None,
         )
-        self.ingest = Ingest(self.broker, self.store, self.stats, config.ingest)
+        self.token_refresher: MqttTokenRefresher | None = (
+            MqttTokenRefresher(self.identity, self._publish_token_result) if self.identity is not None else None
+        )
+        self.ingest = Ingest(
+            self.broker,
+            self.store,
+            self.stats,
+            config.ingest,
+            on_token=self.token_refresher.submit if self.token_refresher is not None else None,
+        )
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ServerInfo | None = None
+
+    async def _publish_token_result(self, topic: str, payload: bytes) -> None:
+        await self.broker.publish(topic, payload, qos=1, retain=False)
 
     def _token_refused(self, _reason: str) -> None:
         self.stats.refused_tokens += 1
@@ -149,6 +162,8 @@ class CloudServer:
         if self.identity is not None:
             await self.identity.open()
             self._stack.push_async_callback(deadline.run, "identity", self.identity.close)
+        if self.token_refresher is not None:
+            self._stack.push_async_callback(deadline.run, "token refresh", self.token_refresher.close)
         await self.broker.start()
         ingest_task = asyncio.create_task(self.ingest.run(), name="cloud-ingest")
         self._tasks.append(ingest_task)

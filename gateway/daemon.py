@@ -101,6 +101,8 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             extra_counters=lambda: {"rejected": daemon_ref[0].rejected() if daemon_ref else 0},
             credentials=tokens,
         )
+        if tokens is not None:
+            tokens.use_channel(uplink)
         daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters, identity=tokens)
         daemon_ref.append(daemon)
         _LOGGER.info("Gateway %s (tenant %s) starting; buffer %s", gw_id, config.gateway.tenant, config.buffer_path)

@@ -9,6 +9,8 @@
    ``expires_in``, and a new code is asked for when one expires). Adapters buffer meanwhile.
 2. Refresh the access token after ``identity.refresh_at`` of its lifetime; the rotated refresh token
    is stored (atomically) before the new access token is handed out; the uplink then reconnects.
+   When the token endpoint cannot be reached (a network error, not an OAuth error) and the uplink's MQTT
+   connection is up, the refresh goes over MQTT instead (``token`` / ``token-result``), with the same storing.
 3. ``invalid_grant`` on refresh (revoked, or the family was revoked after a replay): the tokens are
    deleted, an ERROR says the gateway must be enrolled again, and enrollment starts over.
 
@@ -24,7 +26,9 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.config import GatewayConfig
 from gateway.errors import UplinkError
@@ -42,6 +46,17 @@ REFUSED_REFRESH_GAP_S = 30.0
 """A broker's refusal triggers an early refresh at most this often."""
 
 
+class TokenChannel(Protocol):
+    """The uplink's MQTT connection, for refreshing over MQTT (:class:`gateway.uplink.Uplink`)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now."""
+
+    async def request_token(self, body: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        """Publish ``body`` on ``token`` and return the answer on ``token-result`` (UplinkError otherwise)."""
+
+
 class TokenCredentials:
     """A credentials provider over the identity store: enrolls, refreshes, re-enrolls after revocation."""
 
@@ -55,12 +70,19 @@ class TokenCredentials:
         self._wake = asyncio.Event()
         self._last_refused_refresh = -REFUSED_REFRESH_GAP_S
         self._warned_ids: set[tuple[str, str]] = set()
+        self._channel: TokenChannel | None = None
         self.refreshes = 0
         """Access tokens refreshed since start."""
+        self.mqtt_refreshes = 0
+        """Of those, refreshed over MQTT (the token endpoint could not be reached)."""
         self.enrollments = 0
         """Enrollments completed since start."""
         self.state = "starting"
         """starting, enrolling, waiting-for-approval, enrolled, revoked or no-identity."""
+
+    def use_channel(self, channel: TokenChannel) -> None:
+        """Refresh over this MQTT connection when the token endpoint cannot be reached."""
+        self._channel = channel
 
     # ----------------------------------------------------------------- provider
 
@@ -325,7 +347,7 @@ class TokenCredentials:
                 async with asyncio.timeout(max(0.0, due - time.monotonic())):
                     await self._wake.wait()
             try:
-                new = await loop.run_in_executor(None, client.refresh, tokens.refresh_token)
+                new, via = await self._refresh(client, tokens)
             except OAuthError as exc:
                 if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
                     await self._revoked(exc)
@@ -354,9 +376,36 @@ class TokenCredentials:
                 )
             tokens = new
             self.refreshes += 1
-            _LOGGER.info("identity: access token refreshed (valid for %.0f s)", new.expires_in)
+            if via == "MQTT":
+                self.mqtt_refreshes += 1
+            _LOGGER.info("identity: access token refreshed (valid for %.0f s, over %s)", new.expires_in, via)
             self._use(new)
             due = time.monotonic() + _refresh_in(new, self._cfg.refresh_at, time.time())
+
+    async def _refresh(self, client: TokenClient, tokens: Tokens) -> tuple[Tokens, str]:
+        """New tokens over HTTPS or, when the token endpoint cannot be reached but MQTT is up, over MQTT."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, client.refresh, tokens.refresh_token), "HTTPS"
+        except TokenEndpointUnreachable as exc:
+            channel = self._channel
+            if channel is None or not channel.connected:
+                raise
+            _LOGGER.info("identity: cannot refresh over HTTPS (%s): refreshing over MQTT", exc)
+        try:
+            body = await channel.request_token(
+                {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}, self._cfg.http_timeout_s
+            )
+        except UplinkError as err:
+            raise TokenEndpointUnreachable(f"over MQTT: {err}") from None
+        error = body.get("error")
+        if error:
+            description = body.get("error_description")
+            raise OAuthError(str(error), description if isinstance(description, str) else "", 400)
+        try:
+            return Tokens.from_response(body, tokens.issuer), "MQTT"
+        except ValueError as err:
+            raise TokenEndpointUnreachable(f"the token result over MQTT: {err}") from None
 
     async def _revoked(self, exc: OAuthError) -> None:
         self.state = "revoked"

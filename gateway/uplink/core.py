@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import secrets
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -115,6 +117,8 @@ class Uplink:
         self._connected = False
         self._connects = 0
         self._creds: Credentials | None = None
+        self._token_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._token_subscribed: aiomqtt.Client | None = None
         self.reconnects = 0
         """Connections made after the first one (each one follows an outage)."""
         self.connect_failures = 0
@@ -136,6 +140,8 @@ class Uplink:
         self._status_topic = topics.topic(tenant, gateway_id, "status")
         self._ack_topic = topics.topic(tenant, gateway_id, "ack")
         self._health_topic = topics.topic(tenant, gateway_id, "health")
+        self._token_topic = topics.topic(tenant, gateway_id, "token")
+        self._token_result_topic = topics.topic(tenant, gateway_id, "token-result")
 
     # ----------------------------------------------------------------- state
 
@@ -387,13 +393,58 @@ class Uplink:
                     self.resent += 1
                     self._publish(client, tg, pack, target)
 
+    async def request_token(self, body: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        """Publish a token request on ``token`` and return the answer on ``token-result`` (token refresh over MQTT).
+
+        A random ``request_id`` is added to ``body``. UplinkError when the connection is down, drops, or no
+        answer arrives within ``timeout`` seconds. Neither the request nor the answer is logged.
+        """
+        client = self._client
+        if client is None or not self._connected:
+            raise UplinkError("the MQTT connection is down")
+        request_id = secrets.token_hex(16)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._token_waiters[request_id] = answer
+        try:
+            async with asyncio.timeout(timeout):
+                if self._token_subscribed is not client:
+                    await client.subscribe(self._token_result_topic, qos=1)
+                    self._token_subscribed = client
+                payload = json.dumps({**body, "request_id": request_id}).encode()
+                await client.publish(self._token_topic, payload, qos=1, timeout=timeout)
+                return await answer
+        except TimeoutError:
+            raise UplinkError(f"no answer on {self._token_result_topic} within {timeout:.0f} s") from None
+        except aiomqtt.MqttError as exc:
+            raise UplinkError(f"the token request over MQTT failed: {exc}") from None
+        finally:
+            self._token_waiters.pop(request_id, None)
+
+    def _token_result(self, payload: bytes) -> None:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            _LOGGER.warning("uplink: ignoring a malformed token result")
+            return
+        waiter = self._token_waiters.get(str(body.get("request_id", "")))
+        if waiter is None or waiter.done():
+            _LOGGER.debug("uplink: ignoring a token result nobody waits for")
+            return
+        waiter.set_result(body)
+
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            if message.topic.value != self._ack_topic:
+            topic = message.topic.value
+            if topic not in (self._ack_topic, self._token_result_topic):
                 continue
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = str(payload).encode()
+            if topic == self._token_result_topic:
+                self._token_result(bytes(payload))
+                continue
             try:
                 ack = decode_ack(bytes(payload))
             except PayloadError as exc:
