@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import aiocoap
@@ -130,24 +131,36 @@ def _assert_exactly_once(sensor: Sensor, items: list[dict[str, object]]) -> None
     assert not missing, f"{len(missing)} acknowledged readings were lost"
 
 
-async def test_cloud_outage_of_10s_loses_nothing_acknowledged(site: Site) -> None:
+async def _stream_through(
+    site: Site, sensor: str, disrupt: Callable[[Sensor], Awaitable[None]], *, every: float = 0.005
+) -> Sensor:
+    """Stream readings from a CoAP sensor, ``disrupt`` the site mid-stream, and check that every
+    reading the gateway acknowledged is stored exactly once."""
     site.start_cloud()
     await site.start_gateway()
     stop = asyncio.Event()
-    async with Sensor(site.coap_port, "outage-1") as s:
-        task = asyncio.create_task(s.stream(stop))
-        await asyncio.sleep(2)
-        site.cloud.stop()
-        acked_before = len(s.acked)
-        await asyncio.sleep(10)
-        assert len(s.acked) > acked_before, "the gateway stopped acknowledging while the cloud was down"
-        site.start_cloud()
+    async with Sensor(site.coap_port, sensor) as s:
+        task = asyncio.create_task(s.stream(stop, every=every))
+        await asyncio.sleep(3)
+        await disrupt(s)
         await asyncio.sleep(2)
         stop.set()
         await asyncio.wait_for(task, 10)
         items = await wait_for_readings(site, s, timeout=60)
     assert len(s.acked) > 100
     _assert_exactly_once(s, items)
+    return s
+
+
+async def test_cloud_outage_of_10s_loses_nothing_acknowledged(site: Site) -> None:
+    async def outage(s: Sensor) -> None:
+        site.cloud.stop()
+        acked_before = len(s.acked)
+        await asyncio.sleep(10)
+        assert len(s.acked) > acked_before, "the gateway stopped acknowledging while the cloud was down"
+        site.start_cloud()
+
+    await _stream_through(site, "outage-1", outage, every=0.02)
     gw = next(g for g in site.api("/api/v1/gateways")["items"] if g["id"] == site.gateway_id)
     assert gw["health"]["counters"]["reconnects"] >= 1
 
@@ -155,39 +168,22 @@ async def test_cloud_outage_of_10s_loses_nothing_acknowledged(site: Site) -> Non
 async def test_gateway_sigkill_mid_stream_loses_nothing_acknowledged(site: Site) -> None:
     """SIGKILL shows process-crash durability (the acknowledged rows were committed); it cannot
     tell synchronous=FULL from NORMAL, which only a power cut distinguishes."""
-    site.start_cloud()
-    await site.start_gateway()
-    stop = asyncio.Event()
-    async with Sensor(site.coap_port, "gwkill-1") as s:
-        task = asyncio.create_task(s.stream(stop, every=0.005))
-        await asyncio.sleep(3)
+
+    async def power_cut(_s: Sensor) -> None:
         site.gateway.kill()
         await asyncio.sleep(1)
         await site.start_gateway()
-        await asyncio.sleep(2)
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        items = await wait_for_readings(site, s, timeout=60)
-    assert len(s.acked) > 100
-    _assert_exactly_once(s, items)
+
+    await _stream_through(site, "gwkill-1", power_cut)
 
 
 async def test_cloud_sigkill_mid_stream_loses_nothing_acknowledged(site: Site) -> None:
-    site.start_cloud()
-    await site.start_gateway()
-    stop = asyncio.Event()
-    async with Sensor(site.coap_port, "cloudkill-1") as s:
-        task = asyncio.create_task(s.stream(stop, every=0.005))
-        await asyncio.sleep(3)
+    async def crash(_s: Sensor) -> None:
         site.cloud.kill()
         await asyncio.sleep(2)
         site.start_cloud()
-        await asyncio.sleep(2)
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        items = await wait_for_readings(site, s, timeout=60)
-    assert len(s.acked) > 100
-    _assert_exactly_once(s, items)
+
+    await _stream_through(site, "cloudkill-1", crash)
 
 
 async def test_full_buffer_drops_oldest_and_the_cloud_learns_the_count(site: Site) -> None:
