@@ -315,3 +315,11 @@ async def wait_for_readings(site: Site, sensor: Sensor, timeout: float = 60.0) -
             return items
         await asyncio.sleep(0.5)
     return items
+
+
+def assert_exactly_once(sensor: Sensor, items: list[dict[str, Any]]) -> None:
+    """Every reading the gateway acknowledged to ``sensor`` is among ``items``, and none is there twice."""
+    keys = [key(i) for i in items]
+    assert len(keys) == len(set(keys)), "a reading was stored twice"
+    missing = {key(r) for r in sensor.acked} - set(keys)
+    assert not missing, f"{len(missing)} of {len(sensor.acked)} acknowledged readings were lost"

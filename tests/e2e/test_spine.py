@@ -17,7 +17,7 @@ from datetime import datetime
 import aiocoap
 import pytest
 
-from tests.e2e.harness import Sensor, Site, key, wait_for_readings
+from tests.e2e.harness import Sensor, Site, assert_exactly_once, key, wait_for_readings
 from wire.reading import Reading
 
 pytestmark = pytest.mark.slow
@@ -71,6 +71,23 @@ async def test_plain_text_post_names_its_sensor_in_the_path(site: Site) -> None:
     assert {(i["metric"], i["value"]) for i in items} == {("temp", 19.5), ("light", 312.0)}
 
 
+async def _libcoap_post(site: Site, senml_json: str) -> subprocess.CompletedProcess[str]:
+    """POST a SenML JSON pack with libcoap's client, as a technician would (payload from a file: -e decodes %)."""
+    path = site.tmp / f"pack-{time.monotonic_ns()}.json"
+    path.write_text(senml_json)
+    argv = [
+        "coap-client-notls",
+        "-m",
+        "post",
+        "-t",
+        "110",
+        "-f",
+        str(path),
+        f"coap://127.0.0.1:{site.coap_port}/telemetry",
+    ]
+    return await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=30)
+
+
 @pytest.mark.skipif(
     shutil.which("coap-client-notls") is None,
     reason="libcoap's coap-client-notls is not installed (Debian libcoap3-bin; make test installs it as root)",
@@ -78,43 +95,9 @@ async def test_plain_text_post_names_its_sensor_in_the_path(site: Site) -> None:
 async def test_libcoap_client_posts_reach_the_api(site: Site) -> None:
     site.start_cloud()
     await site.start_gateway()
-    payload = site.tmp / "pack.json"
-    payload.write_text('[{"bn":"libcoap-1:","n":"temperature","u":"Cel","v":23.125}]')
-    out = await asyncio.to_thread(
-        subprocess.run,
-        [
-            "coap-client-notls",
-            "-m",
-            "post",
-            "-t",
-            "110",
-            "-f",
-            str(payload),
-            f"coap://127.0.0.1:{site.coap_port}/telemetry",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    bad = site.tmp / "bad.json"
-    bad.write_text('[{"bn":"libcoap-1:",')
-    out = await asyncio.to_thread(
-        subprocess.run,
-        [
-            "coap-client-notls",
-            "-m",
-            "post",
-            "-t",
-            "110",
-            "-f",
-            str(bad),
-            f"coap://127.0.0.1:{site.coap_port}/telemetry",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    good = await _libcoap_post(site, '[{"bn":"libcoap-1:","n":"temperature","u":"Cel","v":23.125}]')
+    assert good.returncode == 0, good.stderr
+    out = await _libcoap_post(site, '[{"bn":"libcoap-1:",')
     assert "4.00" in out.stdout + out.stderr
     deadline = time.monotonic() + 30
     items: list[dict[str, object]] = []
@@ -122,13 +105,6 @@ async def test_libcoap_client_posts_reach_the_api(site: Site) -> None:
         items = await asyncio.to_thread(site.readings, sensor="libcoap-1")
         await asyncio.sleep(0.3)
     assert [i["value"] for i in items] == [23.125]
-
-
-def _assert_exactly_once(sensor: Sensor, items: list[dict[str, object]]) -> None:
-    keys = [key(i) for i in items]  # type: ignore[arg-type]
-    assert len(keys) == len(set(keys)), "a reading was stored twice"
-    missing = {key(r) for r in sensor.acked} - set(keys)
-    assert not missing, f"{len(missing)} acknowledged readings were lost"
 
 
 async def _stream_through(
@@ -148,7 +124,7 @@ async def _stream_through(
         await asyncio.wait_for(task, 10)
         items = await wait_for_readings(site, s, timeout=60)
     assert len(s.acked) > 100
-    _assert_exactly_once(s, items)
+    assert_exactly_once(s, items)
     return s
 
 
@@ -248,7 +224,7 @@ async def test_bad_input_is_refused_clearly_and_loses_nothing(site: Site) -> Non
     finally:
         await ctx.shutdown()
     assert site.gateway.alive
-    _assert_exactly_once(good, items)
+    assert_exactly_once(good, items)
     assert len(items) == 3 * len(cases)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiocoap
 import pytest
 
-from tests.e2e.harness import Sensor, Site, key, wait_for_readings
+from tests.e2e.harness import Sensor, Site, assert_exactly_once, key, wait_for_readings
 from tests.pki import Pki, make_ca, make_pki
 
 pytestmark = pytest.mark.slow
@@ -181,10 +181,7 @@ async def test_sigterm_stops_the_gateway_cleanly_and_loses_nothing_acknowledged(
         assert took < SHUTDOWN_TIMEOUT_S + 3, f"the gateway took {took:.1f} s to stop"
         await site.start_gateway()
         items = await wait_for_readings(site, s, timeout=30)
-    keys = [key(i) for i in items]
-    missing = {key(r) for r in s.acked} - set(keys)
-    assert not missing, f"{len(missing)} of {len(s.acked)} acknowledged readings were lost"
-    assert len(keys) == len(set(keys)), "a reading was stored twice"
+    assert_exactly_once(s, items)
     gw = await _gateway_entry(site, timeout=15)
     assert gw is not None and gw["online"] is True
 
@@ -223,10 +220,7 @@ async def test_sigterm_stops_the_cloud_cleanly_and_the_gateway_shows_offline(sit
             stop.set()
             await asyncio.wait_for(task, 10)
         items = await wait_for_readings(site, s, timeout=60)
-    keys = [key(i) for i in items]
-    missing = {key(r) for r in s.acked} - set(keys)
-    assert not missing, f"{len(missing)} of {len(s.acked)} acknowledged readings were lost"
-    assert len(keys) == len(set(keys)), "a reading was stored twice"
+    assert_exactly_once(s, items)
     # The gateway stops cleanly (SIGTERM) and the cloud records it offline.
     code, took = await _stop_timed(site, "gateway", signal.SIGTERM, SHUTDOWN_TIMEOUT_S + 3)
     assert code == 0 and took < SHUTDOWN_TIMEOUT_S + 3, (code, took, site.gateway.tail())
