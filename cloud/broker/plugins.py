@@ -7,6 +7,7 @@ amqtt imports plugins by their dotted path and builds them itself, so they find 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,22 @@ class AuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         return True
 
 
+_WARNED: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+_WARNED_MAX = 1024
+
+
+def _log_denial(what: str, client: str, topic: str | None) -> None:
+    """WARNING the first time a client is denied a topic, DEBUG after (the counters keep the total)."""
+    key = (what, client, (topic or "")[:200])
+    if key in _WARNED:
+        _LOGGER.debug("%s: client %r, topic %r (again)", what, client, key[2])
+        return
+    _WARNED[key] = None
+    if len(_WARNED) > _WARNED_MAX:
+        _WARNED.popitem(last=False)
+    _LOGGER.warning("%s: client %r, topic %r (repeats are counted, logged at DEBUG)", what, client, key[2])
+
+
 class TopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
     """SUBSCRIBE and PUBLISH: ask the Authorizer; deliveries of allowed subscriptions pass."""
 
@@ -142,7 +159,7 @@ class TopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
             ):
                 return True
             stats.denied_subscribes += 1
-            _LOGGER.warning("SUBSCRIBE denied: client %r, filter %r", client, (topic or "")[:200])
+            _log_denial("SUBSCRIBE denied", client, topic)
             return False
         if (
             principal is not None
@@ -151,7 +168,7 @@ class TopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         ):
             return True
         stats.denied_publishes += 1
-        _LOGGER.warning("PUBLISH denied and dropped: client %r, topic %r", client, (topic or "")[:200])
+        _log_denial("PUBLISH denied and dropped", client, topic)
         return False
 
 
