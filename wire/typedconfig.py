@@ -237,6 +237,11 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             rows.extend(describe(tp, path))
             continue
+        item = _table_list_item(tp)
+        if item is not None:  # an array of tables, e.g. [[adapters.serial]]: document the keys of one entry
+            rows.append((path, "[]", str(f.metadata.get("doc", ""))))
+            rows.extend(describe(item, f"{path}[]"))
+            continue
         if f.default is not dataclasses.MISSING:
             default = as_toml(f.default)
         elif f.default_factory is not dataclasses.MISSING:
@@ -245,3 +250,12 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
             default = "(required)"
         rows.append((path, default, str(f.metadata.get("doc", ""))))
     return rows
+
+
+def _table_list_item(tp: Any) -> type[Any] | None:
+    """The dataclass of ``tuple[Section, ...]`` (a TOML array of tables), else None."""
+    if get_origin(tp) not in (list, tuple):
+        return None
+    args = get_args(tp)
+    inner = args[0] if args else None
+    return inner if dataclasses.is_dataclass(inner) and isinstance(inner, type) else None

@@ -279,3 +279,30 @@ def test_arrays_of_tables_name_the_index() -> None:
     with pytest.raises(ConfigValueError) as caught:
         loads(Many, "[[coaps]]\nport = 1\n[[coaps]]\nhost = 'x'\n")
     assert caught.value.key_path == "coaps[1].host"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Port:
+    path: Path = doc("Device path")
+    baud: int = doc("Baud rate", default=9600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithPorts:
+    ports: tuple[Port, ...] = doc("Serial ports, one [[ports]] table each", default=())
+
+
+def test_an_array_of_tables_is_documented_entry_by_entry_and_loads_with_indexed_errors(tmp_path: Path) -> None:
+    rows = describe(WithPorts)
+    assert rows == [
+        ("ports", "[]", "Serial ports, one [[ports]] table each"),
+        ("ports[].path", "(required)", "Device path"),
+        ("ports[].baud", "9600", "Baud rate"),
+    ]
+    cfg = loads(
+        WithPorts, '[[ports]]\npath = "/dev/ttyS0"\n[[ports]]\npath = "tty1"\nbaud = 115200\n', base_dir=tmp_path
+    )
+    assert cfg.ports == (Port(path=Path("/dev/ttyS0")), Port(path=tmp_path / "tty1", baud=115200))
+    with pytest.raises(ConfigValueError) as caught:
+        loads(WithPorts, '[[ports]]\npath = "a"\n[[ports]]\npath = "b"\nbaud = "fast"\n')
+    assert caught.value.key_path == "ports[1].baud"
