@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/uplink.py
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/serial.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

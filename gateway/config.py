@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from gateway.adapters.chips.config import I2cChipSection, PollingSection, SpiChipSection, check_chips
+from gateway.adapters.modbus.config import ModbusPortSection
+from gateway.adapters.modbus.config import check_ports as check_modbus_ports
+from gateway.adapters.serial.config import SerialPortSection, check_ports
 from gateway.errors import ConfigError
 from wire import typedconfig
 from wire.names import check_gateway, check_tenant
@@ -182,6 +186,27 @@ class AdaptersSection:
     """Southbound adapters; each one's libraries are imported only when it is enabled."""
 
     coap: CoapSection = doc("CoAP adapter", default_factory=CoapSection)
+    serial: tuple[SerialPortSection, ...] = doc(
+        "Serial ports, one [[adapters.serial]] table each (docs/protocols/serial.md)", default=()
+    )
+    modbus: tuple[ModbusPortSection, ...] = doc(
+        "Modbus RTU units, one [[adapters.modbus]] table each (docs/protocols/modbus.md)", default=()
+    )
+
+    i2c: tuple[I2cChipSection, ...] = doc("I2C chips, one [[adapters.i2c]] table each (docs/wired.md)", default=())
+    spi: tuple[SpiChipSection, ...] = doc("SPI chips, one [[adapters.spi]] table each (docs/wired.md)", default=())
+    polling: PollingSection = doc("Polled devices (I2C, SPI, Modbus)", default_factory=PollingSection)
+
+    def __post_init__(self) -> None:
+        check_chips(self.i2c, self.spi)
+        check_ports(self.serial)
+        check_modbus_ports(self.modbus)
+        serial_paths = {p.path: i for i, p in enumerate(self.serial)}
+        for i, unit in enumerate(self.modbus):
+            if unit.path in serial_paths:
+                raise ConfigValueError(
+                    f"modbus[{i}].path", f"{unit.path!r} is already serial[{serial_paths[unit.path]}]'s port"
+                )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

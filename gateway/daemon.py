@@ -54,6 +54,24 @@ def _build_adapters(config: GatewayConfig, hub: Hub, pairing: Pairing) -> list[A
         from gateway.adapters.coap import CoapAdapter
 
         adapters.append(CoapAdapter(config.adapters.coap, hub, pairing))
+    if config.adapters.serial:
+        from gateway.adapters.serial.adapter import SerialAdapter
+
+        adapters.append(SerialAdapter(config.adapters.serial, hub, pairing))
+    if config.adapters.i2c or config.adapters.spi:
+        from gateway.adapters.chips.adapter import ChipAdapter
+
+        a = config.adapters
+        adapters.append(ChipAdapter(a.i2c, a.spi, a.polling, hub))
+    if config.adapters.modbus:
+        from gateway.adapters.modbus.adapter import ModbusAdapter
+
+        polling = config.adapters.polling
+        adapters.append(
+            ModbusAdapter(
+                config.adapters.modbus, hub, fail_threshold=polling.fail_threshold, backoff_max_s=polling.backoff_max_s
+            )
+        )
     return adapters
 
 

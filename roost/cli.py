@@ -96,6 +96,24 @@ def _decode(args: argparse.Namespace) -> int:
     return decode_command(args)
 
 
+def _decode_nmea(args: argparse.Namespace) -> int:
+    from roost.decode import decode_nmea_command
+
+    return decode_nmea_command(args)
+
+
+def _decode_serial(args: argparse.Namespace) -> int:
+    from roost.decode import decode_serial_command
+
+    return decode_serial_command(args)
+
+
+def _decode_line(args: argparse.Namespace) -> int:
+    from roost.decode import decode_line_command
+
+    return decode_line_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     p = argparse.ArgumentParser(prog="roost", description="Roost edge gateway: demo, gateway, cloud and tools.")
@@ -118,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_parser("config-reference", help="print every gateway option with its default").set_defaults(
         func=_gateway_reference
     )
+    from roost import scan as scan_cli
+
+    scan_cli.add_parser(gw)
 
     cl = sub.add_parser("cloud", help="the cloud companion").add_subparsers(dest="cl", required=True, metavar="ACTION")
     serve = cl.add_parser("serve", help="run the cloud (broker, ingest, store, API) in one process")
@@ -136,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     ds = dsub.add_parser("senml", help="a SenML pack (CBOR, JSON or zlib) as hex, @file or - for stdin")
     ds.add_argument("payload", help="hex bytes, JSON text, @FILE or -")
     ds.set_defaults(func=_decode)
+    dn = dsub.add_parser("nmea", help="one NMEA 0183 sentence from a GPS receiver ($GPGGA,...*47), or - for stdin")
+    dn.add_argument("sentence", help="the sentence with its checksum (quote it: it holds '$' and '*'), or -")
+    dn.set_defaults(func=_decode_nmea)
+    dr = dsub.add_parser("serial", help="Roost serial protocol frames (one, or a captured stream) as hex, @file or -")
+    dr.add_argument("frame", help="hex bytes of COBS frames (the last 00 may be left out), @FILE of raw bytes, or -")
+    dr.set_defaults(func=_decode_serial)
+    dl = dsub.add_parser("line", help="a metric=value[,metric=value] line (the line protocol), or - for stdin")
+    dl.add_argument("text", help="the line (or several), or -")
+    dl.add_argument("--sensor", default=None, help="the sensor id to show (the serial port's configured sensor)")
+    dl.set_defaults(func=_decode_line)
     return p
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from wire import senml
-from wire.errors import WireError
+from wire.errors import PayloadError, WireError
 
 
 def _payload(arg: str) -> bytes:
@@ -49,5 +49,131 @@ def decode_command(args: argparse.Namespace) -> int:
         ],
     }
     json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def decode_nmea_command(args: argparse.Namespace) -> int:
+    """Decode one NMEA 0183 sentence (or ``-``: the first line on stdin) and print it; 1 when it is bad."""
+    from drivers.nmea import NmeaError, decode_sentence
+
+    text = sys.stdin.readline() if args.sentence == "-" else args.sentence
+    try:
+        result = decode_sentence(text)
+    except NmeaError as exc:
+        print(f"roost decode nmea: {exc}", file=sys.stderr)
+        return 1
+    fix = result.fix
+    doc = {
+        "format": "nmea",
+        "sentence": result.sentence,
+        "talker": result.talker,
+        "readings": [{"metric": m.metric, "value": m.value, "unit": m.unit} for m in result.measurements],
+        "fix": None
+        if fix is None
+        else {
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "alt": fix.alt_m,
+            "quality": fix.quality,
+            "satellites": fix.satellites,
+            "hdop": fix.hdop,
+        },
+        "utc": None if result.utc is None else result.utc.isoformat().replace("+00:00", "Z"),
+    }
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _serial_bytes(arg: str) -> bytes:
+    if arg == "-":
+        return sys.stdin.buffer.read()
+    if arg.startswith("@"):
+        return Path(arg[1:]).read_bytes()
+    text = arg.strip().replace(" ", "").replace(":", "")
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise ValueError("the frame is not hex bytes (or @FILE of raw bytes, or - for stdin)") from exc
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def decode_serial_command(args: argparse.Namespace) -> int:
+    """Decode Roost serial frames (one, or a captured stream) and print their messages and readings; 1 if bad."""
+    import dataclasses
+    import time
+
+    from drivers.roostserial import frame as rsf
+    from drivers.roostserial import messages as rsm
+
+    try:
+        raw = _serial_bytes(args.frame)
+    except (OSError, ValueError) as exc:
+        print(f"roost decode serial: {exc}", file=sys.stderr)
+        return 1
+    if not raw.strip(b"\x00"):
+        print("roost decode serial: no frame: the input holds no bytes but 0x00", file=sys.stderr)
+        return 1
+    if not raw.endswith(rsf.DELIMITER):
+        raw += rsf.DELIMITER  # a frame copied without its delimiter
+    now = time.time()
+    sensor: str | None = None
+    frames: list[dict[str, object]] = []
+    readings: list[dict[str, object]] = []
+    for n, item in enumerate(rsf.Deframer().feed(raw), 1):
+        try:
+            if isinstance(item, rsf.FrameError):
+                raise item
+            msg = rsm.decode_message(item)
+            entry: dict[str, object] = {"type": rsm.message_type(msg).name, "seq": item.seq}
+            if isinstance(msg, rsm.Readings):
+                got = rsm.decode_readings(msg.pack, sensor=sensor or "unannounced", now=now)
+                entry["readings"] = len(got)
+                readings.extend(
+                    {"sensor": sensor, "metric": r.metric, "value": r.value, "unit": r.unit, "ts": _iso(r.ts)}
+                    for r in got
+                )
+            else:
+                if isinstance(msg, rsm.Announce):
+                    sensor = msg.node_id
+                fields = {
+                    k: (v.name if isinstance(v, rsm.AckStatus | rsm.ResultStatus) else v)
+                    for k, v in dataclasses.asdict(msg).items()
+                }
+                entry["message"] = {"kind": type(msg).__name__, **fields}
+        except rsf.FrameError as exc:
+            print(f"roost decode serial: frame {n}: {exc} ({exc.reason})", file=sys.stderr)
+            return 1
+        frames.append(entry)
+    doc = {"format": "roost-serial", "frames": frames, "readings": readings}
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def decode_line_command(args: argparse.Namespace) -> int:
+    """Decode ``metric=value[,metric=value]`` text (a line protocol line, or several) and print it; 1 if bad."""
+    from drivers import linetext
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    readings: list[dict[str, object]] = []
+    try:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            raise PayloadError("empty input: expected metric=value[,metric=value...]")
+        for n, line in enumerate(lines, 1):
+            try:
+                pairs = linetext.parse(line)
+            except PayloadError as exc:
+                raise PayloadError(f"line {n}: {exc.reason}" if len(lines) > 1 else exc.reason) from exc
+            readings.extend({"sensor": args.sensor, "metric": m, "value": v, "unit": None} for m, v in pairs)
+    except PayloadError as exc:
+        print(f"roost decode line: {exc.reason}", file=sys.stderr)
+        return 1
+    json.dump({"format": "line", "readings": readings}, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

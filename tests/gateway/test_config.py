@@ -165,7 +165,10 @@ max_records = 1
             "gateway.toml: adapters.coap.prot: unknown key (known keys here: "
             "accept, duplicate_cache, enabled, host, max_payload, max_records, port)",
         ),
-        ("[adapters.zigbee]\nenabled = true", "gateway.toml: adapters.zigbee: unknown key (known keys here: coap)"),
+        (
+            "[adapters.zigbee]\nenabled = true",
+            "gateway.toml: adapters.zigbee: unknown key (known keys here: coap, i2c, modbus, polling, serial, spi)",
+        ),
         (
             '[gatway]\nid = "x"',
             "gateway.toml: gatway: unknown key "
@@ -304,7 +307,17 @@ def _all_fields(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Fiel
         out.append((key, f, tp))
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             out.extend(_all_fields(tp, key + "."))
+        item = _table_list_item(tp)
+        if item is not None:  # an array of tables ([[adapters.serial]]): the keys of one entry
+            out.extend(_all_fields(item, key + "[]."))
     return out
+
+
+def _table_list_item(tp: object) -> type | None:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]) and isinstance(args[0], type):
+        return args[0]
+    return None
 
 
 def _is_table(tp: object) -> bool:
@@ -314,7 +327,16 @@ def _is_table(tp: object) -> bool:
 def test_every_field_has_a_doc_string() -> None:
     fields = _all_fields(GatewayConfig)
     tables = {key for key, _, tp in fields if _is_table(tp)}
-    assert tables == {"gateway", "cloud", "uplink", "buffer", "adapters", "adapters.coap", "identity"}
+    assert tables == {
+        "gateway",
+        "cloud",
+        "uplink",
+        "buffer",
+        "adapters",
+        "adapters.coap",
+        "adapters.polling",
+        "identity",
+    }
     assert len(fields) >= 40
     undocumented = [key for key, f, _ in fields if not str(f.metadata.get("doc", "")).strip()]
     assert undocumented == []
@@ -330,7 +352,8 @@ def test_describe_lists_every_option() -> None:
     assert by_key["adapters.coap.port"][0] == "5683"
     assert by_key["paired"][0] == "[]"
     assert all(text.strip() for _, _, text in rows)
-    assert all(default != "(required)" for _, default, _ in rows)  # a config file may be empty
+    # a config file may be empty: only keys of an entry in an array of tables can be required
+    assert all(default != "(required)" for key, default, _ in rows if "[]." not in key)
 
 
 def test_every_documented_default_is_what_an_empty_file_gives(tmp_path: Path) -> None:
@@ -338,7 +361,7 @@ def test_every_documented_default_is_what_an_empty_file_gives(tmp_path: Path) ->
     documented = {key: default for key, default, _ in describe(GatewayConfig)}
     checked = 0
     for key, f, tp in _all_fields(GatewayConfig):
-        if _is_table(tp):
+        if _is_table(tp) or "[]." in key:  # an empty file has no entries in its arrays of tables
             continue
         value: object = cfg
         for part in key.split("."):
@@ -350,4 +373,4 @@ def test_every_documented_default_is_what_an_empty_file_gives(tmp_path: Path) ->
         else:
             assert value == default, key
         checked += 1
-    assert checked == len(documented)
+    assert checked == len([key for key in documented if "[]." not in key])

@@ -1,0 +1,1 @@
+"""SPI chip drivers (over :class:`drivers.bus.SpiDevice`) and their byte-level emulators."""
