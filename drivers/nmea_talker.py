@@ -8,9 +8,9 @@ receiver at 1 Hz; :func:`replay` yields the sentences of a recorded log.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from drivers.nmea import KNOT_MPS, checksum
 
@@ -182,3 +182,31 @@ def replay(lines: Iterable[str], *, limit: int = 100_000) -> Iterator[str]:
             continue
         count += 1
         yield text
+
+
+@dataclass(slots=True)
+class LiveReceiver:
+    """A stationary receiver speaking at ``interval_s`` with the current UTC time: a serial peer for the demo.
+
+    Implements the pty peer interface (``receive``/``tick``); ``wall`` gives the UTC time of each epoch.
+    """
+
+    position: Position
+    interval_s: float = 1.0
+    talker: str = "GP"
+    wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    epochs: int = field(default=0, init=False)
+    _next: float | None = field(default=None, init=False, repr=False)
+
+    def receive(self, data: bytes, now: float) -> bytes:
+        """A receiver does not listen (configuration sentences are ignored)."""
+        return b""
+
+    def tick(self, now: float) -> bytes:
+        """One epoch's sentences when one is due."""
+        if self._next is not None and now < self._next:
+            return b""
+        self._next = now + self.interval_s if self._next is None else max(self._next + self.interval_s, now)
+        talker = Talker(self.position, self.wall(), talker=self.talker, interval_s=self.interval_s)
+        self.epochs += 1
+        return "".join(f"{s}\r\n" for s in talker.epoch()).encode("ascii")

@@ -81,6 +81,14 @@ class NodeEmulator:
     _last_command: tuple[int, bytes, float, bytes] | None = field(default=None, init=False, repr=False)
     _climate: ClimateSensor | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.interval_s, bool)
+            or not isinstance(self.interval_s, int)
+            or not 0 <= self.interval_s <= 0xFFFF
+        ):
+            raise ValueError(f"interval_s must be whole seconds 0..65535 (the protocol's u16), not {self.interval_s!r}")
+
     @property
     def announced(self) -> bool:
         """True once the gateway acknowledged this boot's ANNOUNCE."""

@@ -201,3 +201,24 @@ def test_replay_of_a_recorded_drive() -> None:
 def test_replay_is_bounded() -> None:
     lines = [nmea_talker.frame("GPGSA,A,1,,,,,,,,,,,,,,,")] * 10
     assert len(list(nmea_talker.replay(iter(lines), limit=3))) == 3
+
+
+def test_a_live_receiver_speaks_one_epoch_per_interval_with_the_current_time() -> None:
+    from datetime import UTC, datetime
+
+    from drivers.nmea import NmeaStream
+    from drivers.nmea_talker import LiveReceiver, Position
+
+    when = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    gps = LiveReceiver(Position(48.1173, 11.5167, 545.4), interval_s=1.0, wall=lambda: when)
+    first = gps.tick(100.0)
+    assert gps.tick(100.5) == b"", "nothing before the next epoch is due"
+    assert gps.tick(101.0) != b""
+    assert gps.receive(b"$PUBX,40*00\r\n", 101.0) == b""
+    stream = NmeaStream()
+    fixes = [stream.decode(line) for line in first.decode().splitlines()]
+    gga = next(r for r in fixes if r.sentence == "GGA")
+    assert gga.fix is not None
+    assert abs(gga.fix.lat - 48.1173) < 1e-5 and abs(gga.fix.lon - 11.5167) < 1e-5
+    rmc = next(r for r in fixes if r.sentence == "RMC")
+    assert rmc.utc == when

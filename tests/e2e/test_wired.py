@@ -1,0 +1,100 @@
+"""Wired devices end to end: emulated I2C and SPI chips, a Roost serial node and a GPS on ptys, into the cloud.
+
+Real ``roost cloud serve`` and ``roost gateway run`` processes; the serial devices are emulators
+on the master side of real pty pairs, the gateway opens the slave side through a symlink that
+stands in for ``/dev/serial/by-id/...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers.nmea_talker import LiveReceiver, Position
+from drivers.ptylink import PtyLink
+from drivers.roostserial.node_emulator import NodeEmulator
+from tests.e2e.harness import Site
+
+pytestmark = pytest.mark.slow
+
+
+def _wired_config(node: Path, gps: Path) -> str:
+    return f"""
+[[adapters.i2c]]
+chip = "bme280"
+emulated = true
+interval_s = 0.5
+
+[[adapters.spi]]
+chip = "mcp3008"
+inputs = ["ch0", "ch1"]
+emulated = true
+interval_s = 0.5
+
+[[adapters.serial]]
+path = "{node}"
+protocol = "roost"
+accept = "any"
+
+[[adapters.serial]]
+path = "{gps}"
+protocol = "nmea"
+baud = 9600
+sensor = "gps"
+"""
+
+
+async def _wait_for(site: Site, want: set[tuple[str, str]], timeout: float = 60.0) -> dict[tuple[str, str], dict]:
+    deadline = time.monotonic() + timeout
+    seen: dict[tuple[str, str], dict] = {}
+    while time.monotonic() < deadline:
+        for item in await asyncio.to_thread(site.readings):
+            seen[(item["sensor"], item["metric"])] = item
+        if want <= set(seen):
+            return seen
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"missing in the cloud: {sorted(want - set(seen))}\n" + site.gateway.tail())
+
+
+async def test_chips_a_serial_node_and_a_gps_reach_the_cloud(site: Site, tmp_path: Path) -> None:
+    by_id = tmp_path / "serial-by-id"
+    by_id.mkdir()
+    node_link, gps_link = by_id / "usb-Roost_node-7-if00", by_id / "usb-u-blox_GNSS-if00"
+    here = Position(48.1173, 11.5167, 545.4)
+    async with (
+        PtyLink(NodeEmulator("node-7", interval_s=1, seed=7), link=node_link),
+        PtyLink(LiveReceiver(here, interval_s=0.5), link=gps_link),
+    ):
+        site.write_gateway_config(_wired_config(node_link, gps_link))
+        site.start_cloud()
+        await site.start_gateway()
+        seen = await _wait_for(
+            site,
+            {
+                ("i2c-1-0x76", "temperature"),
+                ("i2c-1-0x76", "pressure"),
+                ("i2c-1-0x76", "humidity"),
+                ("spi0.0-ch0", "voltage"),
+                ("spi0.0-ch1", "voltage"),
+                ("gps", "latitude"),
+                ("gps", "longitude"),
+                ("gps", "altitude"),
+            },
+        )
+        node_metrics = {m for s, m in seen if s == "node-7"}
+        for _ in range(60):
+            if node_metrics:
+                break
+            await asyncio.sleep(0.5)
+            node_metrics = {m for item in site.readings(sensor="node-7") for m in [item["metric"]]}
+    assert node_metrics, "the serial node's readings did not reach the cloud:\n" + site.gateway.tail()
+    assert seen[("i2c-1-0x76", "temperature")]["unit"] == "Cel"
+    assert 10 < seen[("i2c-1-0x76", "temperature")]["value"] < 35
+    assert seen[("spi0.0-ch0", "voltage")]["unit"] == "V"
+    assert seen[("gps", "latitude")]["value"] == pytest.approx(here.lat, abs=1e-5)
+    assert seen[("gps", "longitude")]["value"] == pytest.approx(here.lon, abs=1e-5)
+    assert seen[("gps", "altitude")]["value"] == pytest.approx(here.alt_m, abs=0.05)
+    assert all(item["gateway"] == site.gateway_id for item in seen.values())
