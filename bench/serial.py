@@ -82,11 +82,9 @@ def nmea_stream(n: int) -> bytes:
     return ("\r\n".join(lines[:n]) + "\r\n").encode()
 
 
-def bench_nmea(n: int) -> tuple[float, float, float] | None:
-    try:
-        from drivers import nmea
-    except ImportError:
-        return None
+def bench_nmea(n: int) -> tuple[float, float, float]:
+    from drivers import nmea
+
     data = nmea_stream(n)
     stream = nmea.NmeaStream()
     now = time.time()
@@ -122,11 +120,7 @@ def main() -> None:
     args = p.parse_args()
     bench_roost(1000)  # warm up
     report("Roost serial protocol v1 (READINGS, 3 readings each)", *bench_roost(args.frames))
-    nmea_result = bench_nmea(args.frames)
-    if nmea_result is None:
-        print("NMEA 0183: drivers.nmea is not there yet")
-    else:
-        report("NMEA 0183 (GGA, RMC, GSA, VTG)", *nmea_result)
+    report("NMEA 0183 (GGA, RMC, GSA, VTG)", *bench_nmea(args.frames))
 
 
 if __name__ == "__main__":
