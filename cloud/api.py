@@ -1,9 +1,11 @@
 """The HTTP API (FastAPI): readings, gateways, stats, policies, health, the discovery document and MQTT over WebSockets.
 
 Bearer tokens: the authorization server's access tokens (API clients' client_credentials tokens, operators'
-tokens) and the allow-list's observer tokens. Each request is scoped to a tenant (the caller's own unless
-``tenant`` names another) and the policy decision point decides the action there (``read_readings``,
-``read_gateways``, ``manage_policies``); a denial is a 403 whose JSON error names the deciding policies.
+tokens) and the allow-list's observer tokens; or an operator's dashboard session cookie (``/auth/signin``; an
+unsafe method also needs the session's CSRF token in ``X-Roost-CSRF``). Each request is scoped to a tenant
+(the caller's own unless ``tenant`` names another) and the policy decision point decides the action there
+(``read_readings``, ``read_gateways``, ``manage_policies``); a denial is a 403 whose JSON error names the
+deciding policies.
 """
 
 from __future__ import annotations
@@ -132,6 +134,13 @@ async def _caller(request: Request) -> Principal | None:
     authorizer: Authorizer = request.app.state.ctx.authorizer
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        identity: IdentityService | None = request.app.state.ctx.identity
+        if identity is not None:  # an operator's dashboard session (cookie, and CSRF token for unsafe methods)
+            from cloud.identity.signin import session_caller
+
+            operator = await session_caller(identity, request)
+            if operator is not None:
+                return operator
         if not authorizer.api_requires_token:
             return None
         raise ApiError(401, "this API needs 'Authorization: Bearer <token>'")
@@ -365,8 +374,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     if ctx.identity is not None:
         from cloud.identity.routes import identity_router
+        from cloud.identity.signin import signin_router
 
-        app.include_router(identity_router(ctx.identity))
+        app.include_router(identity_router(ctx.identity, authorizer=ctx.authorizer, policy=ctx.policy))
+        app.include_router(signin_router(ctx.identity))
 
     @app.websocket("/mqtt")
     async def mqtt(ws: WebSocket) -> None:

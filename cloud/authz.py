@@ -92,11 +92,12 @@ class AllowListAuthorizer:
         self._gateways = {gw.id: gw for gw in auth.gateways}
         self._allow_any = auth.allow_any_gateway
         self._observers = [(obs.secret(), obs.tenant, obs.name) for obs in auth.observers]
+        self._require_token = auth.require_token
 
     @property
     def api_requires_token(self) -> bool:
-        """True when any observer token is configured."""
-        return bool(self._observers)
+        """True when ``require_token`` is set or any observer token is configured."""
+        return self._require_token or bool(self._observers)
 
     def _observer(self, token: str) -> Principal | None:
         found: Principal | None = None

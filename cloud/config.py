@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,9 @@ class AuthSection:
     observers: tuple[ObserverEntry, ...] = doc(
         "Read-only credentials ([[auth.observers]]); any one makes the API require a bearer token", default=()
     )
+    require_token: bool = doc(
+        "The API wants a bearer token or an operator's session even when no observer is configured", default=False
+    )
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -179,13 +183,26 @@ class IdentitySection:
     allow_insecure_http: bool = doc(
         "Serve OAuth2 over plain http beyond loopback (behind a TLS-terminating proxy only)", default=False
     )
+    session_ttl_s: int = doc("Longest an operator's dashboard session lasts, seconds", default=12 * 3600)
+    session_idle_s: int = doc("An operator's session ends after this many seconds without a request", default=1800)
+    operator_token_max_ttl_s: int = doc(
+        "Longest lifetime of an operator token minted by `roost cloud admin token`, seconds", default=7 * 86400
+    )
 
     def __post_init__(self) -> None:
         if self.issuer:
             _check_url("issuer", self.issuer, ("http://", "https://"))
         if not self.audience:
             raise ConfigValueError("audience", "must not be empty")
-        for key in ("access_token_ttl_s", "refresh_token_ttl_s", "device_code_ttl_s", "device_poll_interval_s"):
+        for key in (
+            "access_token_ttl_s",
+            "refresh_token_ttl_s",
+            "device_code_ttl_s",
+            "device_poll_interval_s",
+            "session_ttl_s",
+            "session_idle_s",
+            "operator_token_max_ttl_s",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigValueError(key, "must be at least 1")
         if not 0 <= self.leeway_s <= 3600:
@@ -199,6 +216,56 @@ class IdentitySection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RabbitMQSection:
+    """RabbitMQ as the scale-out broker: the HTTP auth backend it asks, and its management API (docs/rabbitmq.md)."""
+
+    enabled: bool = doc(
+        "Answer RabbitMQ's rabbitmq_auth_backend_http at /rabbitmq/auth/{user,vhost,resource,topic}", default=False
+    )
+    vhost: str = doc("The only RabbitMQ virtual host the gateways and operators may use", default="/")
+    exchange: str = doc("The exchange RabbitMQ's MQTT plugin publishes to (its mqtt.exchange)", default="amq.topic")
+    allowed_networks: tuple[str, ...] = doc(
+        "Addresses (CIDR) the auth endpoints answer; others get 403 (RabbitMQ cannot send a secret)",
+        default=("127.0.0.0/8", "::1/128"),
+    )
+    management_url: str = doc(
+        "RabbitMQ's management API (http://host:15672); set: revoking a token closes its connections", default=""
+    )
+    management_user: str = doc("Management API user (an administrator in RabbitMQ's internal database)", default="")
+    management_password_file: Path | None = doc(
+        "File holding the management user's password (relative to this file)", default=None
+    )
+    management_timeout_s: float = doc("Seconds one management API call may take", default=5.0)
+
+    def __post_init__(self) -> None:
+        if not self.vhost:
+            raise ConfigValueError("vhost", "must not be empty (RabbitMQ's default virtual host is '/')")
+        if not self.exchange:
+            raise ConfigValueError("exchange", "must not be empty (RabbitMQ's MQTT plugin uses 'amq.topic')")
+        for i, network in enumerate(self.allowed_networks):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ConfigValueError(
+                    f"allowed_networks[{i}]", f"{network!r} is not an address or CIDR network"
+                ) from exc
+        if self.management_url:
+            _check_url("management_url", self.management_url, ("http://", "https://"))
+            if not self.management_user:
+                raise ConfigValueError("management_user", "management_url needs a management user")
+            if self.management_password_file is None:
+                raise ConfigValueError("management_password_file", "management_url needs the user's password file")
+        if self.management_timeout_s <= 0:
+            raise ConfigValueError("management_timeout_s", "must be greater than 0")
+
+    def management_password(self) -> str:
+        """The management user's password, read from its file."""
+        if self.management_password_file is None:
+            return ""
+        return self.management_password_file.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloudConfig:
     """The whole cloud config file."""
 
@@ -208,6 +275,7 @@ class CloudConfig:
     auth: AuthSection = doc("Authentication and authorization", default_factory=AuthSection)
     ingest: IngestSection = doc("Ingest", default_factory=IngestSection)
     identity: IdentitySection = doc("Identity: OAuth2 authorization server", default_factory=IdentitySection)
+    rabbitmq: RabbitMQSection = doc("RabbitMQ as the scale-out broker", default_factory=RabbitMQSection)
 
     @property
     def identity_db_path(self) -> Path:
@@ -247,6 +315,11 @@ def _check_files(config: CloudConfig) -> None:
             raise ConfigValueError(f"auth.observers[{i}].token_file", f"cannot be read: {exc.strerror}") from exc
         if len(secret) < 8:
             raise ConfigValueError(f"auth.observers[{i}].token_file", "holds a token shorter than 8 characters")
+    if config.rabbitmq.management_url:
+        try:
+            config.rabbitmq.management_password()
+        except OSError as exc:
+            raise ConfigValueError("rabbitmq.management_password_file", f"cannot be read: {exc.strerror}") from exc
 
 
 def load(path: Path | str) -> CloudConfig:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import uvicorn
 from cloud.api import ApiContext, create_app
 from cloud.authz import AllowListAuthorizer, Authorizer
 from cloud.broker.embedded import EmbeddedBroker
+from cloud.broker.rabbitmq_admin import ConnectionClosing
+from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
 from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
 from cloud.identity.mqtt_refresh import MqttTokenRefresher
@@ -90,6 +93,7 @@ class CloudServer:
         )
         self.tokens: TokenAuthenticator | None = None
         self.policy: PolicyAuthorizer | None = None
+        decisions: DecisionPoint | None = None
         if authorizer is None:
             authenticator: Authorizer = AllowListAuthorizer(config.auth)
             if self.identity is not None:
@@ -114,6 +118,8 @@ class CloudServer:
             queue_max=config.broker.queue_max,
             session_check=self.tokens.still_valid if self.tokens is not None else None,
         )
+        if decisions is not None:  # a policy change re-checks the subscriptions of connected clients
+            self.broker.follow_policy(decisions)
         self.token_refresher: MqttTokenRefresher | None = (
             MqttTokenRefresher(self.identity, self._publish_token_result) if self.identity is not None else None
         )
@@ -124,6 +130,18 @@ class CloudServer:
             config.ingest,
             on_token=self.token_refresher.submit if self.token_refresher is not None else None,
         )
+        self.rabbitmq_auth: RabbitMQAuth | None = (
+            RabbitMQAuth(
+                config.rabbitmq,
+                self.authorizer,
+                self.stats,
+                audit=self.policy.decision_point.audit if self.policy is not None else None,
+                still_valid=self.tokens.still_valid if self.tokens is not None else None,
+            )
+            if config.rabbitmq.enabled
+            else None
+        )
+        self.rabbitmq_closing: ConnectionClosing | None = None
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ServerInfo | None = None
@@ -185,6 +203,9 @@ class CloudServer:
                 policy=self.policy,
             )
         )
+        if self.rabbitmq_auth is not None:  # RabbitMQ's HTTP auth backend (docs/rabbitmq.md)
+            app.include_router(rabbitmq_auth_router(self.rabbitmq_auth))
+        self._start_rabbitmq_closing(deadline)
         uv_config = uvicorn.Config(
             app,
             lifespan="off",
@@ -222,6 +243,27 @@ class CloudServer:
             self._info.mqtt_ws_url,
             f", MQTT over TCP port {self.broker.tcp_port}" if self.broker.tcp_port else "",
         )
+
+    def _start_rabbitmq_closing(self, deadline: _Deadline) -> None:
+        """With a RabbitMQ management URL: revoked (and expired) tokens close their RabbitMQ connections."""
+        identity = self.identity
+        if not self.config.rabbitmq.management_url or identity is None:
+            return
+
+        def subject_of(jti: str) -> str | None:
+            record = identity.db.access(jti)
+            return record.subject if record is not None else None
+
+        self.rabbitmq_closing = ConnectionClosing(
+            self.config.rabbitmq,
+            self.stats,
+            revoked=lambda: identity.db.revoked_jtis(time.time()),
+            subject_of=subject_of,
+            auth=self.rabbitmq_auth,
+            still_valid=self.tokens.still_valid if self.tokens is not None else None,
+        )
+        self.rabbitmq_closing.start()
+        self._stack.push_async_callback(deadline.run, "rabbitmq connection closer", self.rabbitmq_closing.stop)
 
     async def wait(self) -> None:
         """Wait until cancelled; raise CloudError when a part (ingest, HTTP) stops on its own."""

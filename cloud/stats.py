@@ -34,6 +34,8 @@ class Stats:
     """Access tokens refused (forged, expired, wrong audience or issuer, revoked) at CONNECT or the API."""
     closed_connections: int = 0
     """Connections closed because the token that opened them expired or was revoked."""
+    removed_subscriptions: int = 0
+    """Live subscriptions removed because a new policy set denies them."""
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

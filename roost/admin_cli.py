@@ -34,6 +34,61 @@ def _db(args: argparse.Namespace) -> Path:
     return cloud_config.load(Path(args.config)).identity_db_path
 
 
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """Seconds from ``3600``, ``90m``, ``12h`` or ``7d``; ValueError otherwise."""
+    value = text.strip().lower()
+    unit = _TTL_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"--ttl {text!r}: give seconds, or a number with s, m, h or d (90m, 12h, 7d)") from None
+    if not 1 <= seconds < 10 * 365 * 86400:
+        raise ValueError(f"--ttl {text!r}: must be between 1 second and 10 years")
+    return int(seconds)
+
+
+def _token(args: argparse.Namespace) -> dict[str, Any]:
+    """Mint an operator's access token with the cloud's own signing key (for scripts)."""
+    from cloud import config as cloud_config
+    from cloud.identity import admin
+    from cloud.identity.service import IdentityService
+
+    cfg = cloud_config.load(Path(args.config))
+    ttl = parse_ttl(args.ttl)
+    limit = cfg.identity.operator_token_max_ttl_s
+    if ttl > limit:
+        raise ValueError(f"--ttl: at most {limit} s (identity.operator_token_max_ttl_s)")
+    server = cfg.server
+    host = "127.0.0.1" if server.host in ("", "0.0.0.0", "::") else server.host
+    here = f"{'https' if server.certfile else 'http'}://{f'[{host}]' if ':' in host else host}:{server.port}"
+    issuer = admin.token_issuer(
+        cfg.identity_db_path, configured=args.issuer or cfg.identity.issuer or server.public_url, fallback=here
+    )
+    minted = admin.operator_token(
+        cfg.identity_db_path,
+        args.tenant,
+        args.operator,
+        ttl_s=ttl,
+        issuer=issuer,
+        audience=cfg.identity.audience,
+        keep_retired_s=IdentityService.keep_retired_s(cfg.identity),
+    )
+    return {
+        "access_token": minted.access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "sub": minted.subject,
+        "tenant": minted.tenant,
+        "role": minted.role,
+        "issuer": issuer,
+        "note": "use it as 'Authorization: Bearer ...', or as the MQTT password with the username 'sub'",
+    }
+
+
 def _password(args: argparse.Namespace) -> str:
     if args.password_file:
         return str(Path(args.password_file).read_text().strip())
@@ -56,8 +111,15 @@ def run(args: argparse.Namespace) -> int:
         match args.admin:
             case "tenant-create":
                 out = admin.create_tenant(db, args.tenant, args.name)
+            case "operator-create" if args.exist_ok:
+                operator, created = admin.ensure_operator(
+                    db, args.tenant, args.username, lambda: _password(args), role=args.role
+                )
+                out = {"operator": operator, "created": created}
             case "operator-create":
                 out = admin.create_operator(db, args.tenant, args.username, _password(args), role=args.role)
+            case "token":
+                out = _token(args)
             case "client-create":
                 record, secret = admin.create_client(
                     db,
@@ -105,6 +167,14 @@ def add_parser(cloud_actions: Any) -> None:
     c.add_argument("--tenant", required=True)
     c.add_argument("--role", default="operator", choices=["owner", "admin", "operator", "viewer"])
     c.add_argument("--password-file")
+    c.add_argument(
+        "--exist-ok", action="store_true", help="succeed (changing nothing) when the operator exists with this role"
+    )
+    c = sub.add_parser("token", help="mint an operator's access token for scripts (API bearer and MQTT password)")
+    c.add_argument("--tenant", required=True)
+    c.add_argument("--operator", required=True, help="the operator's username (the token's subject)")
+    c.add_argument("--ttl", default="1h", help="lifetime: seconds, or 90m, 12h, 7d (default 1h)")
+    c.add_argument("--issuer", help="issuer URL (default: identity.issuer, server.public_url, or the one in use)")
     c = sub.add_parser("client-create", help="create an API client; prints its secret once")
     c.add_argument("--tenant", required=True)
     c.add_argument("--client-id")

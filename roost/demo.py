@@ -4,6 +4,12 @@ The cloud and the gateway run as their own processes (``roost cloud serve`` and 
 run``) with configs written into the state folder, exactly as an installer would run them; the
 emulated sensors are real aiocoap clients in this process posting SenML (JSON and CBOR) and
 plain ``metric=value`` text.
+
+Before the cloud starts, the demo bootstraps its identity database as an administrator would: tenant
+``default``, an owner (whose generated password it prints: the only place a password is ever printed),
+a viewer, and a claim token the gateway enrolls with. Its ``token:`` line is the viewer's access token
+(a JWT signed with the cloud's key, valid for a week): the API's bearer token, and the MQTT password
+with the token's subject (``viewer``) as the username.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.climate_emulator import ClimateSensor
@@ -27,10 +34,23 @@ from wire import senml
 
 _LOGGER = logging.getLogger("roost.demo")
 GATEWAY_ID = "demo-gw"
+TENANT = "default"
+OWNER = "owner"
+VIEWER = "viewer"
+TOKEN_TTL_S = 7 * 86400
 STOP_TIMEOUT_S = 4.0
 
 
-def _write_configs(state: Path, http_port: int, coap_port: int, token: str) -> tuple[Path, Path]:
+@dataclass(frozen=True, slots=True)
+class DemoIdentity:
+    """What the demo's bootstrap made: the gateway's claim token, the owner's password, the viewer's token."""
+
+    claim_token: str
+    owner_password: str
+    viewer_token: str
+
+
+def _write_configs(state: Path, http_port: int, coap_port: int) -> tuple[Path, Path, DemoIdentity]:
     cloud = state / "cloud.toml"
     cloud.write_text(f"""# Written by roost demo.
 [server]
@@ -40,12 +60,12 @@ port = {http_port}
 [store]
 path = "cloud/cloud.sqlite"
 
-[[auth.observers]]
-token = "{token}"
-tenant = "default"
+[auth]
+require_token = true
 """)
+    ident = _bootstrap_identity(cloud, f"http://127.0.0.1:{http_port}")
     claim = state / "gateway.claim"
-    claim.write_text(_bootstrap_identity(cloud) + "\n")
+    claim.write_text(ident.claim_token + "\n")
     claim.chmod(0o600)
     gateway = state / "gateway.toml"
     gateway.write_text(f"""# Written by roost demo.
@@ -70,19 +90,35 @@ host = "127.0.0.1"
 port = {coap_port}
 accept = "any"
 """)
-    return cloud, gateway
+    return cloud, gateway, ident
 
 
-def _bootstrap_identity(cloud_toml: Path) -> str:
-    """Tenant ``default`` and a one-time claim token, so the demo gateway enrolls as a real one would."""
+def _bootstrap_identity(cloud_toml: Path, issuer: str) -> DemoIdentity:
+    """Tenant ``default``, its owner and viewer, a one-time claim token, and the viewer's week-long token."""
     from cloud import config as cloud_config
     from cloud.identity import admin
+    from cloud.identity.service import IdentityService
 
-    db = cloud_config.load(cloud_toml).identity_db_path
+    cfg = cloud_config.load(cloud_toml)
+    db = cfg.identity_db_path
     db.parent.mkdir(parents=True, exist_ok=True)
-    admin.ensure_tenant(db, "default", "Demo")
-    _claim, secret = admin.create_claim_token(db, "default", max_uses=1, ttl_s=3600)
-    return secret
+    admin.ensure_tenant(db, TENANT, "Demo")
+    owner_password = secrets.token_urlsafe(12)
+    _owner, created = admin.ensure_operator(db, TENANT, OWNER, lambda: owner_password, role="owner")
+    if not created:  # a state folder used before: the owner gets a new password for this run
+        admin.set_password(db, OWNER, owner_password)
+    admin.ensure_operator(db, TENANT, VIEWER, lambda: secrets.token_urlsafe(24), role="viewer")
+    _claim, claim_token = admin.create_claim_token(db, TENANT, max_uses=1, ttl_s=3600)
+    minted = admin.operator_token(
+        db,
+        TENANT,
+        VIEWER,
+        ttl_s=min(TOKEN_TTL_S, cfg.identity.operator_token_max_ttl_s),
+        issuer=issuer,
+        audience=cfg.identity.audience,
+        keep_retired_s=IdentityService.keep_retired_s(cfg.identity),
+    )
+    return DemoIdentity(claim_token, owner_password, minted.access_token)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -164,10 +200,11 @@ def run_demo(
     logsetup.setup("INFO", name="roost-demo")
     state = state_dir or Path(tempfile.mkdtemp(prefix="roost-demo-"))
     state.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    cloud_cfg, gw_cfg = _write_configs(state, http_port, coap_port, token)
+    cloud_cfg, gw_cfg, ident = _write_configs(state, http_port, coap_port)
+    token = ident.viewer_token
     # The credential first, flushed, before the API answers (the demo contract).
     print(f"token: {token}", flush=True)
+    print(f"sign in: http://127.0.0.1:{http_port}/ as {OWNER} / {ident.owner_password}", flush=True)
     me = [sys.executable, "-m", "roost.cli"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs: list[subprocess.Popen[bytes]] = []
@@ -188,8 +225,9 @@ Roost demo is running (Ctrl-C stops it).
   gateway  {GATEWAY_ID}: enrolled with a claim token; CoAP on coap://127.0.0.1:{coap_port}/telemetry,
            buffer in {state}/gateway
   sensors  kitchen-th1 (SenML JSON), cellar-th2 (SenML CBOR), attic-th3 (metric=value text), every {interval:g} s
+  people   tenant {TENANT}: {OWNER} (owner, signs in with POST /auth/signin) and {VIEWER} (read-only, the token above)
 
-Look at the data:
+Look at the data (the token is {VIEWER}'s; it is also the MQTT password, with the username {VIEWER}):
   curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:{http_port}/api/v1/readings?sensor=kitchen-th1&limit=5'
   curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{http_port}/api/v1/gateways
 Post your own reading:

@@ -8,6 +8,10 @@ before it authenticates, so without the gate an anonymous CONNECT could knock a 
 The gate hands what it decided (principal, request context) to the auth plugin, so a token is verified once
 per CONNECT. Connections opened by an access token are checked every ``check_interval_s`` with
 ``session_check``: one whose token expired or was revoked is closed.
+
+A broker that follows a decision point (:meth:`EmbeddedBroker.follow_policy`) asks it again about every
+existing subscription when the policy set is replaced, and removes (audits, counts) those now denied: the
+client stays connected and keeps its other subscriptions, but receives nothing more on the removed ones.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import ipaddress
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from amqtt.adapters import BufferReader, WriterAdapter
 from amqtt.broker import Broker
@@ -41,6 +46,10 @@ from cloud.policy.model import RequestContext
 from cloud.stats import Stats
 from cloud.tokenauth import looks_like_jwt
 
+if TYPE_CHECKING:
+    from cloud.policy.audit import AuditLog
+    from cloud.policy.decision import DecisionPoint, PolicyVersion
+
 _LOGGER = logging.getLogger(__name__)
 
 MQTT_311 = 4
@@ -51,6 +60,15 @@ NOT_AUTHORIZED = 0x05
 WS_SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 TRANSPORTS = {"default": "mqtt-ws", "tcp": "mqtt-tcp"}
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedSubscription:
+    """A subscription the broker removed because the policies no longer allow it."""
+
+    client_id: str
+    principal: Principal | None
+    topic_filter: str
 
 
 def request_context(writer: WriterAdapter, listener: str) -> RequestContext:
@@ -95,6 +113,8 @@ class EmbeddedBroker:
         self._session_check = session_check
         self._check_interval_s = check_interval_s
         self._checker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._audit: AuditLog | None = None
         self.tcp_port: int | None = None
         """The TCP listener's bound port (when it is on)."""
 
@@ -130,6 +150,7 @@ class EmbeddedBroker:
             plugins.unregister(self._key)
             raise BrokerError(f"the embedded MQTT broker cannot start: {exc}") from exc
         self._running = True
+        self._loop = asyncio.get_running_loop()
         if self._session_check is not None:
             self._checker = asyncio.create_task(self._check_sessions(), name="broker-token-check")
 
@@ -181,6 +202,68 @@ class EmbeddedBroker:
     def healthy(self) -> bool:
         """Whether amqtt runs."""
         return self._running and self._broker is not None and self._broker.transitions.state == "started"
+
+    # -- policy changes -----------------------------------------------------------------------------------------
+
+    def follow_policy(self, decisions: DecisionPoint) -> None:
+        """Re-check every live subscription when ``decisions`` gets a new policy set (removals go to its audit)."""
+        self._audit = decisions.audit
+        decisions.add_listener(self._policy_replaced)
+
+    def _policy_replaced(self, version: PolicyVersion) -> None:
+        loop = self._loop
+        if loop is None or not self._running:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:  # the API's PUT: done before it answers
+            self.recheck_subscriptions(version.version)
+        else:
+            loop.call_soon_threadsafe(self.recheck_subscriptions, version.version)
+
+    def recheck_subscriptions(self, version: int | None = None) -> list[RemovedSubscription]:
+        """Ask the Authorizer again about every subscription; remove, audit and count those it now denies.
+
+        Runs on the event loop. amqtt keeps subscriptions as ``{filter: [(session, qos), ...]}``; a filter's
+        list is replaced by a new one (never changed in place, never deleted), so a broadcast that is going
+        through the old list meanwhile is not disturbed.
+        """
+        if not self._running or self._broker is None:
+            return []
+        removed: list[RemovedSubscription] = []
+        subscriptions: dict[str, list[tuple[Any, int]]] = self._broker.subscriptions
+        for topic_filter, subs in list(subscriptions.items()):
+            keep: list[tuple[Any, int]] = []
+            for session, qos in subs:
+                principal = plugins.principal_of(session)
+                context = plugins.context_of(session)
+                if principal is not None and self._authorizer.may_subscribe(principal, topic_filter, context=context):
+                    keep.append((session, qos))
+                else:
+                    removed.append(RemovedSubscription(session.client_id or "", principal, topic_filter))
+            if len(keep) != len(subs):
+                subscriptions[topic_filter] = keep
+        for gone in removed:
+            self._stats.removed_subscriptions += 1
+            who = gone.principal
+            _LOGGER.warning(
+                "policy version %s: removed the subscription of client %r (%s) to %r",
+                version if version is not None else "?",
+                gone.client_id[:40],
+                f"{who.kind}:{who.tenant}/{who.id}" if who is not None else "unauthenticated",
+                gone.topic_filter[:200],
+            )
+            if self._audit is not None:
+                self._audit.record(
+                    "subscription_removed",
+                    who=f"{who.kind}:{who.tenant}/{who.id}" if who is not None else "unauthenticated",
+                    what={"action": "subscribe", "resource": gone.topic_filter, "client": gone.client_id},
+                    why=f"policy version {version} no longer allows it" if version is not None else "re-check",
+                    version=version,
+                )
+        return removed
 
     # -- connections -------------------------------------------------------------------------------------------
 

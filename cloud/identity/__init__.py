@@ -5,7 +5,10 @@ keys        ES256 signing keys with key ids, the JWKS document, rotation without
 hashing     argon2id for operator passwords, SHA-256 for the server's own high-entropy secrets
 oauth       Authlib's authorization server with Roost's grants and endpoints (RFC 6749, 7009, 7662, 8628, 9068)
 service     the running identity service: the parts above behind one object the API and the broker use
-routes      the FastAPI router (metadata, JWKS, /oauth/..., enrollment approval)
+routes      the FastAPI router (metadata, JWKS, /oauth/..., enrollment approval by the decision point)
+sessions    operators' dashboard sessions (hashed ids, lifetime, idle timeout, CSRF tokens)
+signin      the FastAPI router for /auth/... (sign-in, sign-out, who am I, operator tokens)
+operators   operators' access tokens (claims, minting for scripts and the demo)
 verify      access-token verification for the broker and the API
 admin       plain functions behind ``roost cloud admin ...``
 """

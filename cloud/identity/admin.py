@@ -6,6 +6,7 @@ secrets, claim tokens) are returned once, when made, and stored only hashed.
 
     create_tenant(db, "acme")
     create_operator(db, "acme", "alice", "correct horse battery", role="owner")
+    minted = operator_token(db, "acme", "vera", ttl_s=3600, issuer=url, audience="roost", keep_retired_s=...)
     client, secret = create_client(db, "acme", role="admin", scopes=["api"])
     claim, token = create_claim_token(db, "acme", max_uses=50, ttl_s=7 * 86400)
 """
@@ -16,7 +17,7 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from cloud.identity.db import (
     TenantRecord,
 )
 from cloud.identity.errors import Conflict, NotFound
+from cloud.identity.operators import OPERATOR_CLIENT_ID, MintedToken, mint_operator_token
 from wire.names import check_gateway, check_tenant
 
 DbArg = IdentityDB | Path | str
@@ -78,10 +80,67 @@ def create_operator(db: DbArg, tenant: str, username: str, password: str, *, rol
         raise ValueError(f"the password must have at least {hashing.MIN_PASSWORD} characters")
     if not username or len(username) > 128 or any(c.isspace() for c in username):
         raise ValueError("the username must be 1-128 characters without spaces")
+    if username == OPERATOR_CLIENT_ID:
+        raise ValueError(f"{username!r} is a reserved name: choose another username")
     rec = OperatorRecord(username, tenant, _role(role), hashing.hash_password(password), time.time())
     with opened(db) as conn:
         conn.add_operator(rec)
     return rec
+
+
+def set_password(db: DbArg, username: str, password: str) -> None:
+    """Give an operator a new password (argon2id); its live sessions end; NotFound, or ValueError if too short."""
+    if len(password) < hashing.MIN_PASSWORD:
+        raise ValueError(f"the password must have at least {hashing.MIN_PASSWORD} characters")
+    with opened(db) as conn:
+        if not conn.set_password(username, hashing.hash_password(password)):
+            raise NotFound("operator", f"no operator {username!r}")
+        conn.revoke_sessions_of(username, time.time())
+
+
+def ensure_operator(
+    db: DbArg, tenant: str, username: str, password: Callable[[], str], *, role: str = "operator"
+) -> tuple[OperatorRecord, bool]:
+    """The operator, created (with ``password()``) when missing; (record, whether it was created).
+
+    An operator of that name in another tenant, or with another role, is a Conflict: nothing is changed.
+    """
+    with opened(db) as conn:
+        found = conn.operator(username)
+        if found is None:
+            return create_operator(conn, tenant, username, password(), role=role), True
+    if found.tenant != tenant:
+        raise Conflict("operator", f"operator {username!r} exists already in another tenant")
+    if found.role != _role(role):
+        raise Conflict("operator", f"operator {username!r} exists already with the role {found.role!r}")
+    return found, False
+
+
+def token_issuer(db: DbArg, *, configured: str, fallback: str) -> str:
+    """The issuer to sign a token under outside the cloud: ``configured``, else ``fallback`` when the cloud has
+    used it (or used none yet), else one the cloud has issued under."""
+    if configured:
+        return configured.rstrip("/")
+    with opened(db) as conn:
+        known = sorted(conn.issuers())
+    fallback = fallback.rstrip("/")
+    return fallback if not known or fallback in known else known[0]
+
+
+def operator_token(
+    db: DbArg, tenant: str, username: str, *, ttl_s: int, issuer: str, audience: str, keep_retired_s: float
+) -> MintedToken:
+    """An access token for an operator, for scripts (see :func:`cloud.identity.operators.mint_operator_token`)."""
+    with opened(db) as conn:
+        return mint_operator_token(
+            conn,
+            username,
+            tenant=tenant,
+            ttl_s=ttl_s,
+            issuer=issuer,
+            audience=audience,
+            keep_retired_s=keep_retired_s,
+        )
 
 
 def check_operator(db: DbArg, username: str, password: str) -> OperatorRecord | None:

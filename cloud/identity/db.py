@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ ROLES: tuple[Role, ...] = ("owner", "admin", "operator", "viewer")
 SubjectKind = Literal["gateway", "client", "operator"]
 DeviceStatus = Literal["pending", "approved", "denied", "used"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE tenants (
     id      TEXT PRIMARY KEY,
@@ -126,6 +127,22 @@ CREATE TABLE issuers (
     iss TEXT PRIMARY KEY
 );
 """
+# Schema 2: operators' dashboard sessions (by the hash of the session id; the CSRF token by its hash too).
+_SCHEMA_2 = """
+CREATE TABLE sessions (
+    id_hash   TEXT PRIMARY KEY,
+    username  TEXT NOT NULL,
+    tenant    TEXT NOT NULL,
+    csrf_hash TEXT NOT NULL,
+    created   REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    expires   REAL NOT NULL,
+    revoked   REAL,
+    source_ip TEXT
+);
+CREATE INDEX sessions_by_user ON sessions (username);
+"""
+_MIGRATIONS = {0: _SCHEMA + _SCHEMA_2, 1: _SCHEMA_2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +257,21 @@ class AccessRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """An operator's dashboard session: the session id and its CSRF token only as hashes."""
+
+    id_hash: str
+    username: str
+    tenant: str
+    csrf_hash: str
+    created: float
+    last_seen: float
+    expires: float
+    revoked: float | None = None
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyRecord:
     """A signing key as a private JWK (JSON); ``retired``: when it stopped signing."""
 
@@ -274,15 +306,22 @@ class IdentityDB:
             if version > SCHEMA_VERSION:
                 conn.close()
                 raise SchemaTooNew(self.path, version, SCHEMA_VERSION)
-            if version == 0:
+            if version < SCHEMA_VERSION:
                 conn.execute("BEGIN IMMEDIATE")
-                if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    for statement in _SCHEMA.split(";"):
+                current = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+                if current < SCHEMA_VERSION:
+                    for statement in _MIGRATIONS[current].split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
-                _LOGGER.info("created the identity database at %s (schema %d)", self.path, SCHEMA_VERSION)
+                if current < SCHEMA_VERSION:
+                    _LOGGER.info(
+                        "%s the identity database at %s (schema %d)",
+                        "created" if current == 0 else f"upgraded from schema {current}",
+                        self.path,
+                        SCHEMA_VERSION,
+                    )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the identity database: {exc}") from exc
         self._conn = conn
@@ -372,6 +411,12 @@ class IdentityDB:
         """One operator, or None."""
         row = self._one("SELECT * FROM operators WHERE username = ?", (username,))
         return OperatorRecord(*row) if row else None
+
+    def set_password(self, username: str, password_hash: str) -> bool:
+        """Replace an operator's password hash; False when there is no such operator."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE operators SET password_hash = ? WHERE username = ?", (password_hash, username))
+            return cur.rowcount == 1
 
     def operators(self, tenant: str | None = None) -> list[OperatorRecord]:
         """Operators (of one tenant) by username."""
@@ -619,7 +664,8 @@ class IdentityDB:
                 "INSERT INTO access_tokens VALUES (?, ?, ?, ?, ?, ?)",
                 (access.jti, access.family, access.client_id, access.subject, access.tenant, access.expires),
             )
-            conn.execute("DELETE FROM access_tokens WHERE expires < ?", (access.expires - 2 * 86400,))
+            # Forget tokens that expired long ago (by the clock, not by this token's expiry: it may be long-lived).
+            conn.execute("DELETE FROM access_tokens WHERE expires < ?", (time.time() - 2 * 86400,))
 
     @staticmethod
     def _refresh(row: tuple[Any, ...]) -> RefreshRecord:
@@ -676,6 +722,52 @@ class IdentityDB:
             conn.execute("DELETE FROM revoked_jti WHERE expires < ?", (now - 86400,))
             conn.execute("DELETE FROM refresh_tokens WHERE expires < ?", (now - 86400,))
             conn.execute("DELETE FROM device_codes WHERE expires < ?", (now - 86400,))
+            conn.execute("DELETE FROM sessions WHERE expires < ? OR revoked < ?", (now - 86400, now - 86400))
+
+    # -- operators' dashboard sessions --------------------------------------------------------------------------
+
+    def add_session(self, session: SessionRecord) -> None:
+        """Record a new session."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id_hash,
+                    session.username,
+                    session.tenant,
+                    session.csrf_hash,
+                    session.created,
+                    session.last_seen,
+                    session.expires,
+                    session.revoked,
+                    session.source_ip,
+                ),
+            )
+
+    def session(self, id_hash: str) -> SessionRecord | None:
+        """A session by the hash of its id, live or not."""
+        row = self._one("SELECT * FROM sessions WHERE id_hash = ?", (id_hash,))
+        return SessionRecord(*row) if row else None
+
+    def touch_session(self, id_hash: str, now: float) -> None:
+        """Note that a session was used (its idle timeout starts again)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ? AND last_seen < ?", (now, id_hash, now))
+
+    def revoke_session(self, id_hash: str, now: float) -> bool:
+        """End one session; False when it was unknown or ended already."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE sessions SET revoked = ? WHERE id_hash = ? AND revoked IS NULL", (now, id_hash))
+            return cur.rowcount == 1
+
+    def revoke_sessions_of(self, username: str, now: float) -> int:
+        """End every live session of an operator; how many."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE sessions SET revoked = ? WHERE username = ? AND revoked IS NULL AND expires > ?",
+                (now, username, now),
+            )
+            return cur.rowcount
 
     # -- signing keys and issuers ------------------------------------------------------------------------------
 

@@ -6,8 +6,12 @@ POST /oauth/device_authorization               RFC 8628 §3.1 (client ``roost-ga
 POST /oauth/token                              device_code, refresh_token, client_credentials, claim token
 POST /oauth/revoke                             RFC 7009
 POST /oauth/introspect                         RFC 7662 (API clients)
-POST /api/v1/enrollments/approve               an admin or owner binds a user code to a tenant and gateway id
+POST /api/v1/enrollments/approve               binds a user code to a tenant and gateway id (``approve_enrollment``)
 POST /api/v1/enrollments/deny                  ... or refuses it
+
+Who may approve or deny is the policy decision point's answer (action ``approve_enrollment`` on the tenant:
+admins and owners of that tenant by the default policies); callers prove who they are with a bearer token
+or an operator's session cookie (plus its CSRF token).
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from cloud.authz import Authorizer, Principal
 from cloud.errors import ApiError
 from cloud.identity.errors import Conflict, InvalidToken, NotFound
 from cloud.identity.oauth import FormRequest
 from cloud.identity.service import IdentityService
+from cloud.identity.signin import session_caller
 from cloud.identity.throttle import Throttle
-from cloud.identity.verify import AccessClaims
+from cloud.policy.authorizer import PolicyAuthorizer, subject_of
+from cloud.policy.model import RequestContext
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,8 +101,21 @@ def _basic_client_id(request: Request) -> str | None:
         return None
 
 
-def identity_router(identity: IdentityService) -> APIRouter:
-    """The router over a running identity service."""
+def _http_context(request: Request) -> RequestContext:
+    try:
+        return RequestContext(source_ip=request.client.host if request.client else None, transport="http")
+    except ValueError:  # not an IP address (a test client's name)
+        return RequestContext(transport="http")
+
+
+def identity_router(
+    identity: IdentityService, *, authorizer: Authorizer | None = None, policy: PolicyAuthorizer | None = None
+) -> APIRouter:
+    """The router over a running identity service.
+
+    ``authorizer``: what proves a bearer token (default: this service's own access tokens); ``policy``: the
+    decision point that decides enrollments (None: admins and owners of the tenant, decided here).
+    """
     router = APIRouter()
     settings = identity.settings
     throttle = Throttle(burst=settings.throttle_burst, rate_per_s=settings.throttle_rate_per_s)
@@ -159,24 +179,48 @@ def identity_router(identity: IdentityService) -> APIRouter:
         """RFC 7662 token introspection, for API clients."""
         return await call_oauth(request, "introspection")
 
-    def admin_claims(request: Request) -> AccessClaims:
+    async def caller(request: Request) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "this endpoint needs 'Authorization: Bearer <access token>'")
-        try:
-            claims = identity.verifier.verify(token.strip())
-        except InvalidToken as exc:
-            raise ApiError(401, f"the bearer token is not valid ({exc.reason})") from None
-        if not ADMIN_ROLES & set(claims.roles):
-            raise ApiError(403, "deciding enrollments needs the admin or owner role")
-        return claims
+        if scheme.lower() == "bearer" and token.strip():
+            if authorizer is not None:
+                found = authorizer.authenticate_bearer(token.strip())
+                if found is None:
+                    raise ApiError(401, "the bearer token is not valid (unknown, forged, expired or revoked)")
+                return found
+            from cloud.tokenauth import principal_of_claims
+
+            try:
+                return principal_of_claims(identity.verifier.verify(token.strip()))
+            except InvalidToken as exc:
+                raise ApiError(401, f"the bearer token is not valid ({exc.reason})") from None
+        found = await session_caller(identity, request)
+        if found is None:
+            raise ApiError(401, "this endpoint needs 'Authorization: Bearer <access token>' or a signed-in session")
+        return found
+
+    def may_approve(request: Request, who: Principal, tenant: str) -> None:
+        """ApiError(403) unless the decision point lets ``who`` approve enrollments in ``tenant``."""
+        if policy is None:
+            if who.role not in ADMIN_ROLES or who.tenant != tenant:
+                raise ApiError(403, "deciding enrollments needs the admin or owner role in that tenant")
+            return
+        decision = policy.decision_point.decide_api(
+            subject_of(who), "approve_enrollment", tenant, _http_context(request)
+        )
+        if not decision.allowed:
+            why = f"denied by {', '.join(decision.reasons)}" if decision.reasons else "no policy permits it"
+            raise ApiError(
+                403,
+                f"{who.kind} {who.id!r} of tenant {who.tenant!r} may not approve enrollments"
+                f" in tenant {tenant!r}: {why}",
+                parameter="tenant" if tenant != who.tenant else None,
+            )
 
     @router.post("/api/v1/enrollments/approve")
     async def approve(body: ApproveBody, request: Request) -> dict[str, Any]:
         """Bind a gateway's user code to a tenant (and a gateway id); the gateway's next poll gets its tokens."""
-        claims = admin_claims(request)
-        if claims.tenant != body.tenant:
-            raise ApiError(403, "the token is not of this tenant", parameter="tenant")
+        who = await caller(request)
+        may_approve(request, who, body.tenant)
         try:
             gw = await run_in_threadpool(identity.approve, body.user_code, body.tenant, body.gateway_id)
         except NotFound as exc:
@@ -185,20 +229,21 @@ def identity_router(identity: IdentityService) -> APIRouter:
             raise ApiError(409, str(exc), parameter=exc.what) from None
         except ValueError as exc:
             raise ApiError(400, str(exc), parameter="gateway_id") from None
-        _LOGGER.info("%s approved gateway %s into tenant %s", claims.subject, gw.id, gw.tenant)
+        _LOGGER.info("%s %s approved gateway %s into tenant %s", who.kind, who.id, gw.id, gw.tenant)
         return {"gateway_id": gw.id, "tenant": gw.tenant, "hardware_id": gw.hardware_id}
 
     @router.post("/api/v1/enrollments/deny")
     async def deny(body: DenyBody, request: Request) -> dict[str, Any]:
         """Refuse a pending user code (it has no tenant yet: any tenant's admin may); the next poll is denied."""
-        claims = admin_claims(request)
+        who = await caller(request)
+        may_approve(request, who, who.tenant)
         try:
             dev = await run_in_threadpool(identity.deny, body.user_code)
         except NotFound as exc:
             raise ApiError(404, str(exc), parameter="user_code") from None
         except Conflict as exc:
             raise ApiError(409, str(exc), parameter="user_code") from None
-        _LOGGER.info("%s denied the enrollment of user code %s", claims.subject, dev.user_code)
+        _LOGGER.info("%s %s denied the enrollment of user code %s", who.kind, who.id, dev.user_code)
         return {"user_code": dev.user_code, "status": "denied"}
 
     return router

@@ -21,9 +21,11 @@ from typing import Any
 
 from cloud.config import IdentitySection
 from cloud.identity import admin, hashing
-from cloud.identity.db import AccessRecord, DeviceRecord, GatewayRecord, IdentityDB, RefreshRecord
+from cloud.identity.db import AccessRecord, DeviceRecord, GatewayRecord, IdentityDB, OperatorRecord, RefreshRecord
 from cloud.identity.keys import KeyRing
 from cloud.identity.oauth import GATEWAY_SCOPE, Client, RoostAuthorizationServer, Subject, TokenView
+from cloud.identity.operators import OPERATOR_CLIENT_ID, OPERATOR_SCOPE, access_claims
+from cloud.identity.sessions import Sessions
 from cloud.identity.verify import TokenVerifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,8 +43,9 @@ class IdentityService:
         self.keys = KeyRing(
             self.db,
             rotation_s=settings.key_rotation_days * 86400,
-            keep_retired_s=settings.access_token_ttl_s + settings.leeway_s + 60,
+            keep_retired_s=self.keep_retired_s(settings),
         )
+        self.sessions = Sessions(self.db, ttl_s=settings.session_ttl_s, idle_s=settings.session_idle_s)
         self._issuers: set[str] = {settings.issuer.rstrip("/")} if settings.issuer else set()
         self._revoked: set[str] = set()
         self._revoked_version = -1
@@ -56,6 +59,11 @@ class IdentityService:
             is_revoked=self.is_revoked,
         )
         self.oauth = RoostAuthorizationServer(self)
+
+    @staticmethod
+    def keep_retired_s(settings: IdentitySection) -> float:
+        """How long a retired key keeps verifying: as long as the longest-lived token it may have signed."""
+        return max(settings.access_token_ttl_s, settings.operator_token_max_ttl_s) + settings.leeway_s + 60
 
     # -- life cycle --------------------------------------------------------------------------------------------
 
@@ -84,6 +92,7 @@ class IdentityService:
 
     def issuers(self) -> set[str]:
         """Every issuer this service signs (or signed) as; what verifiers accept in ``iss``."""
+        self._refresh_revoked()
         return self._issuers
 
     def _note_issuer(self, iss: str) -> None:
@@ -102,8 +111,11 @@ class IdentityService:
         version = self.db.data_version()
         if force or version != self._revoked_version:
             revoked = self.db.revoked_jtis(time.time())
+            # Issuers another process (the admin command line) signed operator tokens under.
+            issuers = self._issuers if self.settings.issuer else self._issuers | self.db.issuers()
             with self._lock:
                 self._revoked, self._revoked_version = revoked, version
+                self._issuers = issuers
 
     def is_revoked(self, jti: str) -> bool:
         """Whether an access token was revoked (a set lookup; the set follows the database)."""
@@ -164,8 +176,12 @@ class IdentityService:
         subject: Subject | None,
         scope: str | None,
         include_refresh_token: bool,
+        ttl_s: int | None = None,
     ) -> dict[str, Any]:
-        """A token response: an RFC 9068 access token and, for gateways, a refresh token of the family."""
+        """A token response: an RFC 9068 access token and, for gateways, a refresh token of the family.
+
+        ``ttl_s``: the access token's lifetime (default ``identity.access_token_ttl_s``).
+        """
         now = time.time()
         if self.keys.rotation_due(now):
             self.keys.rotate()
@@ -175,21 +191,19 @@ class IdentityService:
             subject = Subject("client", client.client_id, client.tenant, (client.role,))
             scope = client.get_allowed_scope(scope)
         scope = scope or GATEWAY_SCOPE
-        ttl = self.settings.access_token_ttl_s
-        iat = int(now)
-        jti = uuid.uuid4().hex
-        claims = {
-            "iss": issuer,
-            "sub": subject.id,
-            "aud": self.settings.audience,
-            "exp": iat + ttl,
-            "iat": iat,
-            "jti": jti,
-            "client_id": client.client_id,
-            "scope": scope,
-            "tenant": subject.tenant,
-            "roles": list(subject.roles),
-        }
+        ttl = ttl_s or self.settings.access_token_ttl_s
+        claims = access_claims(
+            issuer=issuer,
+            audience=self.settings.audience,
+            subject=subject.id,
+            client_id=client.client_id,
+            tenant=subject.tenant,
+            roles=subject.roles,
+            scope=scope,
+            ttl_s=ttl,
+            now=now,
+        )
+        iat, jti = claims["iat"], claims["jti"]
         access_token = self.keys.sign(claims)
         family = subject.family or uuid.uuid4().hex
         refresh_token = hashing.new_token() if include_refresh_token else None
@@ -227,6 +241,16 @@ class IdentityService:
             token["gateway_id"] = subject.id
             token["tenant"] = subject.tenant
         return token
+
+    def operator_token(self, operator: OperatorRecord, *, issuer: str) -> dict[str, Any]:
+        """A short-lived access token for a signed-in operator (``sub``: the username; ``roles``: its role)."""
+        return self.issue_tokens(
+            issuer=issuer,
+            client=Client(OPERATOR_CLIENT_ID, operator.tenant, operator.role, tuple(OPERATOR_SCOPE.split())),
+            subject=Subject("operator", operator.username, operator.tenant, (operator.role,)),
+            scope=OPERATOR_SCOPE,
+            include_refresh_token=False,
+        )
 
     # -- metadata ----------------------------------------------------------------------------------------------
 

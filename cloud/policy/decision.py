@@ -233,6 +233,7 @@ class DecisionPoint:
         self._hits = 0
         self._misses = 0
         self._warned: set[str] = set()
+        self._listeners: builtins.list[Callable[[PolicyVersion], None]] = []
         self._history: list[PolicyVersion] = self._load_history()
         if not self._history:
             first = PolicyVersion(1, policies if policies is not None else default_policies(), by, clock())
@@ -334,7 +335,16 @@ class DecisionPoint:
             policies=sorted(names.values()),
         )
         _LOGGER.info("policy version %d set by %s (%d policies)", version.version, by, len(names))
+        for listener in list(self._listeners):
+            try:
+                listener(version)
+            except Exception:  # one listener's failure must not undo the change or stop the others
+                _LOGGER.exception("a policy-change listener failed")
         return version
+
+    def add_listener(self, listener: Callable[[PolicyVersion], None]) -> None:
+        """Call ``listener(version)`` after each replacement (the broker re-checks live subscriptions)."""
+        self._listeners.append(listener)
 
     def history(self) -> builtins.list[PolicyVersion]:
         """Every version, oldest first."""

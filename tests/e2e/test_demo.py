@@ -1,7 +1,10 @@
-"""``roost demo`` keeps the demo contract: token first, data flowing, Ctrl-C stops everything quickly."""
+"""``roost demo`` keeps the demo contract: a viewer's JWT first (API bearer and MQTT password), data flowing,
+the owner's sign-in, Ctrl-C stops everything quickly."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import re
@@ -12,7 +15,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
 import psutil
 import pytest
 
@@ -25,6 +30,37 @@ def _get(url: str, token: str | None = None) -> object:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
         return json.loads(r.read())
+
+
+def _post_json(url: str, body: dict[str, str]) -> dict[str, object]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        found: dict[str, object] = json.loads(r.read())
+        return found
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    body = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return claims
+
+
+async def _watch(port: int, username: str, token: str) -> tuple[str, bool]:
+    """Subscribe with the token as the MQTT password: the first telemetry topic seen, and whether a
+    subscription to another tenant was refused."""
+    async with aiomqtt.Client(
+        "127.0.0.1", port, transport="websockets", websocket_path="/mqtt", username=username, password=token
+    ) as client:
+        other = await client.subscribe("roost/other/#", qos=1)
+        await client.subscribe("roost/default/#", qos=1)
+        async with asyncio.timeout(30):
+            async for message in client.messages:
+                if "/telemetry" in str(message.topic):
+                    (code,) = other
+                    return str(message.topic), bool(getattr(code, "is_failure", False)) or code == 0x80
+    raise AssertionError("no telemetry reached the viewer")
 
 
 def test_demo_prints_its_token_first_bridges_every_sensor_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -80,6 +116,19 @@ def test_demo_prints_its_token_first_bridges_every_sensor_and_stops_on_ctrl_c(tm
         assert seen == want, f"readings of {want - seen} did not reach the API"
         gws = _get(base + "/api/v1/gateways", token)["items"]  # type: ignore[index]
         assert [g["id"] for g in gws if g["online"]] == ["demo-gw"]
+        # The token is a read-only operator's JWT for tenant default, good for the whole run ...
+        claims = _jwt_claims(token)
+        assert (claims["sub"], claims["tenant"], claims["roles"]) == ("viewer", "default", ["viewer"])
+        assert claims["exp"] - time.time() > 6 * 86400
+        # ... and the MQTT password (username: its subject) for the tenant's topics, never for another's.
+        topic, other_refused = asyncio.run(_watch(http, claims["sub"], token))
+        assert topic.startswith("roost/default/demo-gw/telemetry"), topic
+        assert other_refused, "the viewer subscribed to another tenant's topics"
+        # The owner signs in with the password the demo printed.
+        m = re.search(r"^sign in: http://127\.0\.0\.1:(\d+)/ as (\S+) / (\S+)$", log.read_text(), re.MULTILINE)
+        assert m and int(m.group(1)) == http, "the demo prints the owner's sign-in"
+        session = _post_json(base + "/auth/signin", {"tenant": "default", "username": m[2], "password": m[3]})
+        assert (session["operator"], session["role"]) == ("owner", "owner")
         family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
         assert len(family) >= 3, "the demo runs the cloud and the gateway as processes of their own"
         t0 = time.monotonic()

@@ -54,11 +54,35 @@ async def client_token(server: CloudServer, tenant: str = "acme", role: str = "a
     return rec.client_id, secret, r.json()["access_token"]
 
 
+OPERATOR_PASSWORD = "correct horse battery staple"
+
+
+async def sign_in(
+    server: CloudServer, http: httpx.AsyncClient, name: str, *, tenant: str = "acme", role: str = "admin"
+) -> str:
+    """Create operator ``name`` when missing and sign ``http`` in as it (a session cookie); its CSRF token."""
+    admin.ensure_operator(identity_of(server).db, tenant, name, lambda: OPERATOR_PASSWORD, role=role)
+    r = await http.post("/auth/signin", json={"tenant": tenant, "username": name, "password": OPERATOR_PASSWORD})
+    assert r.status_code == 200, r.text
+    csrf: str = r.json()["csrf_token"]
+    return csrf
+
+
+async def operator_token(server: CloudServer, tenant: str = "acme", role: str = "admin", name: str = "") -> str:
+    """An operator's access token, the real way: sign in, then ``POST /auth/token`` with the CSRF token."""
+    async with client_of(server) as http:
+        csrf = await sign_in(server, http, name or f"{role}-of-{tenant}", tenant=tenant, role=role)
+        r = await http.post("/auth/token", headers={"X-Roost-CSRF": csrf})
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
 async def enroll_by_device(
     server: CloudServer, *, tenant: str = "acme", hardware_id: str = "10000000feedbeef"
 ) -> dict[str, Any]:
     """The token response of a gateway enrolled through the device flow and an admin's approval over HTTP."""
-    _, _, admin_token = await client_token(server, tenant)
+    admin_token = await operator_token(server, tenant)
     async with client_of(server) as http:
         r = await http.post(
             "/oauth/device_authorization",

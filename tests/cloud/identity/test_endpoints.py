@@ -8,7 +8,15 @@ from cloud.config import loads
 from cloud.identity.verify import StaticKeys, TokenVerifier
 from cloud.server import CloudServer
 from tests.cloud.helpers import BASE_CONFIG, TOKEN
-from tests.cloud.identity.conftest import DEVICE_GRANT, client_of, client_token, enroll_by_device, identity_of
+from tests.cloud.identity.conftest import (
+    DEVICE_GRANT,
+    client_of,
+    client_token,
+    enroll_by_device,
+    identity_of,
+    operator_token,
+    sign_in,
+)
 
 
 async def test_metadata_names_every_endpoint_under_the_issuer(cloud: CloudServer) -> None:
@@ -45,7 +53,7 @@ async def test_identity_disabled_serves_no_oauth_endpoints(tmp_path: Path) -> No
 
 
 async def test_device_flow_pending_slow_down_approve_tokens(cloud: CloudServer) -> None:
-    _, _, admin_token = await client_token(cloud)
+    admin_token = await operator_token(cloud)
     async with client_of(cloud) as http:
         r = await http.post(
             "/oauth/device_authorization",
@@ -95,7 +103,7 @@ async def test_gateway_id_defaults_to_the_hardware_id(cloud: CloudServer) -> Non
 
 
 async def test_denied_device_gets_access_denied(cloud: CloudServer) -> None:
-    _, _, admin_token = await client_token(cloud)
+    admin_token = await operator_token(cloud)
     async with client_of(cloud) as http:
         code = (await http.post("/oauth/device_authorization", data={"client_id": "roost-gateway"})).json()
         r = await http.post(
@@ -109,18 +117,48 @@ async def test_denied_device_gets_access_denied(cloud: CloudServer) -> None:
         assert (r.status_code, r.json()["error"]) == (400, "access_denied")
 
 
-async def test_approval_needs_an_admin_token_of_that_tenant(cloud: CloudServer) -> None:
-    _, _, viewer = await client_token(cloud, role="viewer")
-    _, _, other_admin = await client_token(cloud, tenant="other")
+async def test_approval_is_decided_by_the_policies(cloud: CloudServer) -> None:
+    viewer = await operator_token(cloud, role="viewer")
+    other_admin = await operator_token(cloud, tenant="other")
+    _, _, client_admin = await client_token(cloud, role="admin")
     async with client_of(cloud) as http:
         code = (await http.post("/oauth/device_authorization", data={"client_id": "roost-gateway"})).json()
         body = {"user_code": code["user_code"], "tenant": "acme"}
-        for bearer, status in [(None, 401), (TOKEN, 401), (viewer, 403), (other_admin, 403)]:
+        refusals = [
+            (None, 401, ""),
+            ("not-a-token-at-all", 401, ""),
+            (TOKEN, 403, "observer-never-writes"),  # the observer of tenant default: read-only
+            (viewer, 403, "viewer-never-writes"),
+            (other_admin, 403, "tenant-isolation-api"),
+            (client_admin, 403, "client-never-administers"),  # API clients never administer
+        ]
+        for bearer, status, policy in refusals:
             headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
             r = await http.post("/api/v1/enrollments/approve", json=body, headers=headers)
             assert r.status_code == status, (bearer, r.text)
+            assert policy in r.json()["error"]["message"]
+        assert cloud.policy is not None
+        denied = cloud.policy.decision_point.audit.recent("deny")
+        assert {e["who"] for e in denied if e["what"]["action"] == "approve_enrollment"} >= {
+            "operator:acme/viewer-of-acme",
+            "operator:other/admin-of-other",
+        }
         poll = {"grant_type": DEVICE_GRANT, "client_id": "roost-gateway", "device_code": code["device_code"]}
         assert (await http.post("/oauth/token", data=poll)).json()["error"] == "authorization_pending"
+
+
+async def test_an_admin_approves_with_a_session_cookie_and_its_csrf_token(cloud: CloudServer) -> None:
+    async with client_of(cloud) as http:
+        code = (await http.post("/oauth/device_authorization", data={"client_id": "roost-gateway"})).json()
+        csrf = await sign_in(cloud, http, "ada")
+        body = {"user_code": code["user_code"], "tenant": "acme", "gateway_id": "pi-barn"}
+        r = await http.post("/api/v1/enrollments/approve", json=body)
+        assert r.status_code == 403 and "X-Roost-CSRF" in r.json()["error"]["message"]
+        r = await http.post("/api/v1/enrollments/approve", json=body, headers={"X-Roost-CSRF": "wrong"})
+        assert r.status_code == 403
+        r = await http.post("/api/v1/enrollments/approve", json=body, headers={"X-Roost-CSRF": csrf})
+        assert r.status_code == 200, r.text
+        assert r.json()["gateway_id"] == "pi-barn"
 
 
 async def test_device_authorization_only_for_the_gateway_client(cloud: CloudServer) -> None:
