@@ -89,8 +89,48 @@ health_interval_s = 10.0
 host = "127.0.0.1"
 port = {coap_port}
 accept = "any"
-""")
+{_wired_config(state)}""")
     return cloud, gateway, ident
+
+
+SERIAL_NODE = "serial-node-1"
+GPS_POSITION = (52.5163, 13.3777, 34.0)  # where the demo's emulated GPS receiver stands
+
+
+def _serial_links(state: Path) -> tuple[Path, Path]:
+    """Where the demo's serial devices appear: symlinks standing in for /dev/serial/by-id/..."""
+    by_id = state / "serial-by-id"
+    return by_id / "usb-Roost_sensor_node-if00", by_id / "usb-u-blox_GNSS_receiver-if00"
+
+
+def _wired_config(state: Path) -> str:
+    """Emulated wired devices: a BME280 on I2C, an MCP3008 on SPI, a Roost serial node and a GPS on ptys."""
+    node, gps = _serial_links(state)
+    return f"""
+[[adapters.i2c]]
+chip = "bme280"
+emulated = true
+interval_s = 5.0
+
+[[adapters.spi]]
+chip = "mcp3008"
+inputs = ["ch0", "ch1"]
+emulated = true
+interval_s = 5.0
+
+[[adapters.serial]]
+path = "{node}"
+protocol = "roost"
+accept = "any"
+reopen_max_s = 2.0
+
+[[adapters.serial]]
+path = "{gps}"
+protocol = "nmea"
+baud = 9600
+sensor = "gps"
+reopen_max_s = 2.0
+"""
 
 
 def _bootstrap_identity(cloud_toml: Path, issuer: str) -> DemoIdentity:
@@ -146,6 +186,22 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             _LOGGER.warning("%s did not stop in time: killing it", p.args[3] if isinstance(p.args, list) else p)
             p.kill()
             p.wait(2)
+
+
+async def _devices(coap_port: int, interval: float, state: Path) -> None:
+    """The emulated devices: serial ones on ptys (the gateway opens them), CoAP ones posting."""
+    from drivers.nmea_talker import LiveReceiver, Position
+    from drivers.ptylink import PtyLink
+    from drivers.roostserial.node_emulator import NodeEmulator
+
+    node_link, gps_link = _serial_links(state)
+    node_link.parent.mkdir(parents=True, exist_ok=True)
+    node = NodeEmulator(SERIAL_NODE, interval_s=max(1, round(interval)), seed=4)
+    async with (
+        PtyLink(node, link=node_link),
+        PtyLink(LiveReceiver(Position(*GPS_POSITION), interval_s=interval), link=gps_link),
+    ):
+        await _sensors(coap_port, interval)
 
 
 async def _sensors(coap_port: int, interval: float) -> None:
@@ -224,7 +280,9 @@ Roost demo is running (Ctrl-C stops it).
   cloud    http://127.0.0.1:{http_port}/   API, OpenAPI at /openapi.json, MQTT over WebSockets at /mqtt
   gateway  {GATEWAY_ID}: enrolled with a claim token; CoAP on coap://127.0.0.1:{coap_port}/telemetry,
            buffer in {state}/gateway
-  sensors  kitchen-th1 (SenML JSON), cellar-th2 (SenML CBOR), attic-th3 (metric=value text), every {interval:g} s
+  sensors  CoAP: kitchen-th1 (SenML JSON), cellar-th2 (SenML CBOR), attic-th3 (metric=value text), every {interval:g} s
+           I2C: i2c-1-0x76 (BME280)  SPI: spi0.0-ch0, spi0.0-ch1 (MCP3008)  emulated at register level, every 5 s
+           serial: {SERIAL_NODE} (Roost protocol node) and gps (NMEA receiver), on ptys in {state}/serial-by-id
   people   tenant {TENANT}: {OWNER} (owner, signs in with POST /auth/signin) and {VIEWER} (read-only, the token above)
 
 Look at the data (the token is {VIEWER}'s; it is also the MQTT password, with the username {VIEWER}):
@@ -237,7 +295,7 @@ Post your own reading:
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_sensors(coap_port, interval))
+            asyncio.run(_devices(coap_port, interval, state))
         return 0
     except KeyboardInterrupt:
         return 0

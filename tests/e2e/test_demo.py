@@ -106,7 +106,8 @@ def test_demo_prints_its_token_first_bridges_every_sensor_and_stops_on_ctrl_c(tm
         assert token, "the demo's API never answered:\n" + log.read_text(errors="replace")[-2000:]
         with pytest.raises(urllib.error.HTTPError):
             _get(base + "/api/v1/readings")  # the API wants the credential
-        want = {"kitchen-th1", "cellar-th2", "attic-th3"}
+        # Every kind of emulated device: CoAP nodes, chips on I2C and SPI, a serial node and a GPS on ptys.
+        want = {"kitchen-th1", "cellar-th2", "attic-th3", "i2c-1-0x76", "spi0.0-ch0", "serial-node-1", "gps"}
         seen: set[str] = set()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and seen != want:
