@@ -51,7 +51,21 @@ def test_readme_config_examples_load(tmp_path: Path) -> None:
                 (tmp_path / name).write_text("")
             cfg = cloud_config.loads(block.replace("/etc/roost/", f"{tmp_path}/"), base_dir=ROOT)
             assert cfg.server.certfile is not None
+        elif "[[adapters." in block:  # the technician's wired devices
+            gw = gateway_config.loads(block, base_dir=ROOT, name="README.md")
+            assert gw.adapters.i2c and gw.adapters.serial
         else:
             gw = gateway_config.loads(block, base_dir=ROOT, name="README.md")
             assert gw.paired and gw.adapters.coap.accept == "paired"
             assert gw.identity.claim_token_file is not None
+
+
+def test_the_wired_guide_examples_load() -> None:
+    from gateway import config as gateway_config
+
+    text = (ROOT / "docs" / "wired.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert blocks
+    for block in blocks:
+        cfg = gateway_config.loads(block, base_dir=ROOT, name="docs/wired.md")
+        assert cfg.adapters.i2c or cfg.adapters.spi
