@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers import linetext
 from drivers.climate_emulator import ClimateSensor
@@ -51,3 +55,28 @@ def test_climate_emulator_is_realistic_and_reproducible() -> None:
     assert {r.metric: r.unit for r in samples[0]} == {"temperature": "Cel", "humidity": "%RH", "pressure": "hPa"}
     text = a.as_text(1.8e9 + 500)
     assert [m for m, _ in linetext.parse(text)] == ["temperature", "humidity", "pressure"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_text_gives_pairs_or_a_payload_error_never_another_exception(text: str) -> None:
+    try:
+        pairs = linetext.parse(text)
+    except PayloadError as exc:
+        assert str(exc)
+    else:
+        assert pairs
+        for metric, value in pairs:
+            assert metric and ":" not in metric
+            assert isinstance(value, bool) or math.isfinite(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), st.floats(-1e9, 1e9)), min_size=1, max_size=8
+    )
+)
+def test_well_formed_lines_round_trip(items: list[tuple[str, float]]) -> None:
+    text = ",".join(f"{m}={v!r}" for m, v in items) + "\n"
+    assert linetext.parse(text) == [(m, float(repr(v))) for m, v in items]
