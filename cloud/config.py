@@ -180,6 +180,15 @@ class IdentitySection:
     throttle_rate_per_s: float = doc(
         "Failed token-endpoint requests per second refilled per client and address", default=1.0
     )
+    device_authorizations_per_minute: int = doc(
+        "Device-flow enrollment requests accepted per minute per source address (every request counts)", default=30
+    )
+    pending_device_codes_max: int = doc(
+        "Most device-flow enrollments waiting for approval at once; more are refused until some expire", default=1000
+    )
+    purge_interval_s: int = doc(
+        "Seconds between purges of expired tokens, codes, sessions and revocations", default=3600
+    )
     allow_insecure_http: bool = doc(
         "Serve OAuth2 over plain http beyond loopback (behind a TLS-terminating proxy only)", default=False
     )
@@ -202,6 +211,9 @@ class IdentitySection:
             "session_ttl_s",
             "session_idle_s",
             "operator_token_max_ttl_s",
+            "device_authorizations_per_minute",
+            "pending_device_codes_max",
+            "purge_interval_s",
         ):
             if getattr(self, key) < 1:
                 raise ConfigValueError(key, "must be at least 1")

@@ -180,6 +180,9 @@ class CloudServer:
         if self.identity is not None:
             await self.identity.open()
             self._stack.push_async_callback(deadline.run, "identity", self.identity.close)
+            purge_task = asyncio.create_task(self.identity.purge_forever(), name="identity-purge")
+            self._tasks.append(purge_task)
+            self._stack.push_async_callback(deadline.run, "identity purge", lambda: _cancel(purge_task))
         if self.token_refresher is not None:
             self._stack.push_async_callback(deadline.run, "token refresh", self.token_refresher.close)
         await self.broker.start()
@@ -300,6 +303,12 @@ async def _finish(task: asyncio.Task[None]) -> None:
         pass
     except Exception:
         _LOGGER.exception("ingest had failed")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _stop_http(http: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket) -> None:

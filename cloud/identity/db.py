@@ -541,6 +541,11 @@ class IdentityDB:
         except sqlite3.IntegrityError:
             raise Conflict("user_code", "user code collision") from None
 
+    def pending_devices(self, now: float) -> int:
+        """Device-flow requests waiting for approval that have not expired."""
+        row = self._one("SELECT COUNT(*) FROM device_codes WHERE status = 'pending' AND expires > ?", (now,))
+        return int(row[0]) if row is not None else 0
+
     def device(self, code_hash: str) -> DeviceRecord | None:
         """A device request by its device code's hash."""
         row = self._one("SELECT * FROM device_codes WHERE code_hash = ?", (code_hash,))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -159,9 +160,35 @@ def identity_router(
         """The public signing keys: the current one and those whose tokens may still be valid."""
         return JSONResponse(identity.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
+    per_minute = settings.device_authorizations_per_minute
+    device_volume = Throttle(burst=per_minute, rate_per_s=per_minute / 60.0)
+
     @router.post("/oauth/device_authorization")
     async def device_authorization(request: Request) -> JSONResponse:
-        """RFC 8628 §3.1: a gateway asks for a device code and a user code to show."""
+        """RFC 8628 §3.1: a gateway asks for a device code and a user code to show.
+
+        Every request counts against its source address (not only failures: each one adds a row and a
+        code an operator may be shown), and the codes waiting for approval are capped in total.
+        """
+        keys = [f"ip:{request.client.host if request.client else 'unknown'}"]
+        wait = device_volume.retry_after(keys)
+        if wait > 0:
+            return _oauth_error(
+                429,
+                "slow_down",
+                "too many enrollment requests from this address: wait and try again",
+                {"Retry-After": str(int(wait) + 1)},
+            )
+        device_volume.charge(keys)
+        pending = await run_in_threadpool(identity.db.pending_devices, time.time())
+        if pending >= settings.pending_device_codes_max:
+            return _oauth_error(
+                503,
+                "temporarily_unavailable",
+                f"{pending} enrollments are already waiting for approval: approve them or let them expire, "
+                "then try again",
+                {"Retry-After": str(settings.device_code_ttl_s)},
+            )
         return await call_oauth(request, "device_authorization")
 
     @router.post("/oauth/token")

@@ -80,6 +80,15 @@ class IdentityService:
         """:meth:`open_sync` on a worker thread."""
         await asyncio.to_thread(self.open_sync)
 
+    async def purge_forever(self) -> None:
+        """Purge expired rows every ``purge_interval_s`` until cancelled (a failed purge is logged and retried)."""
+        while True:
+            await asyncio.sleep(self.settings.purge_interval_s)
+            try:
+                await asyncio.to_thread(self.db.purge, time.time())
+            except Exception as exc:  # a locked or full disk must not end the cloud: try again next time
+                _LOGGER.warning("Purging expired identity records failed (will retry): %s", exc)
+
     async def close(self) -> None:
         """Close the database."""
         await asyncio.to_thread(self.db.close)
