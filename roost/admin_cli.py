@@ -137,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
                 out = {"claim": claim, "claim_token": token, "note": "put it on the image's boot partition"}
             case "approve":
                 out = admin.approve_device(db, args.user_code, args.tenant, args.gateway_id)
+            case "operator-disable":
+                out = admin.disable_operator(db, args.tenant, args.username)
+            case "operator-enable":
+                out = admin.enable_operator(db, args.tenant, args.username)
             case "gateway-revoke":
                 out = {"gateway": args.gateway_id, "tokens_revoked": admin.revoke_gateway(db, args.gateway_id)}
             case "key-rotate":
@@ -189,6 +193,14 @@ def add_parser(cloud_actions: Any) -> None:
     c.add_argument("user_code")
     c.add_argument("--tenant", required=True)
     c.add_argument("--gateway-id")
+    c = sub.add_parser(
+        "operator-disable", help="lock an operator out now: sign-in refused, sessions ended, tokens revoked"
+    )
+    c.add_argument("username")
+    c.add_argument("--tenant", required=True)
+    c = sub.add_parser("operator-enable", help="let a disabled operator sign in again")
+    c.add_argument("username")
+    c.add_argument("--tenant", required=True)
     c = sub.add_parser("gateway-revoke", help="revoke a gateway: its tokens stop working")
     c.add_argument("gateway_id")
     sub.add_parser("key-rotate", help="start signing with a new key (old tokens keep verifying until they expire)")

@@ -148,3 +148,23 @@ def test_a_client_made_in_the_shell_gets_a_token_from_the_running_cloud(tmp_path
             assert r.status == 200
     finally:
         site.stop_all()
+
+
+def test_operator_disable_and_enable_from_the_shell(tmp_path: Path) -> None:
+    cfg = tmp_path / "cloud.toml"
+    cfg.write_text('[store]\npath = "state/cloud.sqlite"\n')
+    assert admin(cfg, "tenant-create", "acme")[0] == 0
+    assert admin(cfg, "operator-create", "olga", "--tenant", "acme", stdin="correct horse battery\n")[0] == 0
+    rc, _minted, err = admin(cfg, "token", "--tenant", "acme", "--operator", "olga")
+    assert rc == 0, err
+    rc, out, err = admin(cfg, "operator-disable", "olga", "--tenant", "acme")
+    assert rc == 0, err
+    assert out == {"operator": "olga", "sessions_ended": 0, "tokens_revoked": 1}
+    rc, listing, _ = admin(cfg, "list", "--tenant", "acme")
+    assert listing["operators"][0]["disabled"] is not None
+    rc, _, err = admin(cfg, "token", "--tenant", "acme", "--operator", "olga")
+    assert rc == 1 and "disabled" in err, "a disabled operator gets no new token"
+    rc, out, err = admin(cfg, "operator-enable", "olga", "--tenant", "acme")
+    assert rc == 0 and out["disabled"] is None, err
+    rc, _, err = admin(cfg, "operator-disable", "olga", "--tenant", "other")
+    assert rc == 1 and "no operator 'olga' in tenant 'other'" in err

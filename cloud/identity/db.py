@@ -765,6 +765,12 @@ class IdentityDB:
             cur = conn.execute("UPDATE sessions SET revoked = ? WHERE id_hash = ? AND revoked IS NULL", (now, id_hash))
             return cur.rowcount == 1
 
+    def set_operator_disabled(self, username: str, when: float | None) -> bool:
+        """Disable (``when``) or enable (None) an operator; False when there is no such operator."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE operators SET disabled = ? WHERE username = ?", (when, username))
+            return cur.rowcount == 1
+
     def revoke_sessions_of(self, username: str, now: float) -> int:
         """End every live session of an operator; how many."""
         with self._tx() as conn:

@@ -17,7 +17,7 @@ from cloud.identity import admin
 from cloud.policy import DecisionPoint, Subject, default_policies
 from cloud.server import CloudServer
 from tests.cloud.helpers import BASE_CONFIG, GW_PASSWORD, TOKEN, WAIT, eventually, http, mqtt, next_message, readings
-from tests.cloud.identity.conftest import identity_of, operator_token
+from tests.cloud.identity.conftest import OPERATOR_PASSWORD, client_of, identity_of, operator_token, sign_in
 from wire import senml
 
 IDENTITY_CONFIG = """
@@ -184,3 +184,42 @@ async def test_a_policy_change_that_still_allows_a_subscription_keeps_it(cloud: 
         message = await next_message(observer, WAIT)
         assert str(message.topic) == "roost/default/gw-1/telemetry/b3"
     assert (await _counters(cloud))["removed_subscriptions"] == 0
+
+
+async def test_a_disabled_operator_is_locked_out_everywhere_at_once(cloud: CloudServer) -> None:
+    db = cloud.config.identity_db_path  # another connection, as `roost cloud admin operator-disable` opens
+    token = await operator_token(cloud, "default", "viewer", "vic")
+    async with client_of(cloud) as browser:
+        csrf = await sign_in(cloud, browser, "vic", tenant="default", role="viewer")
+        assert (await browser.get("/auth/session")).status_code == 200
+        async with mqtt(cloud, "vic-laptop", username="vic", password=token) as watcher:
+            assert not _failed(await watcher.subscribe("roost/default/#", qos=1))
+            done = admin.disable_operator(db, "default", "vic")
+            assert done.sessions_ended >= 1 and done.tokens_revoked >= 1
+
+            async def closed() -> bool:
+                try:
+                    await watcher.publish("roost/default/ping", b"", qos=1, timeout=1)
+                except aiomqtt.MqttError:
+                    return True
+                return False
+
+            await eventually(closed)  # the broker closed the disabled operator's MQTT connection
+        assert (await browser.get("/auth/session")).status_code == 401, "the dashboard session ended"
+        assert (await browser.post("/auth/token", headers={"X-Roost-CSRF": csrf})).status_code == 401
+    async with http(cloud, token) as api:
+        assert (await api.get("/api/v1/readings")).status_code == 401, "the access token was revoked"
+    async with client_of(cloud) as browser:
+        r = await browser.post(
+            "/auth/signin", json={"tenant": "default", "username": "vic", "password": OPERATOR_PASSWORD}
+        )
+        assert r.status_code == 401, "a disabled operator cannot sign in"
+        admin.enable_operator(db, "default", "vic")
+        r = await browser.post(
+            "/auth/signin", json={"tenant": "default", "username": "vic", "password": OPERATOR_PASSWORD}
+        )
+        assert r.status_code == 200, "enabled again, the operator signs in"
+    with pytest.raises(Exception, match="no operator 'nobody'"):
+        admin.disable_operator(db, "default", "nobody")
+    with pytest.raises(Exception, match="no operator 'vic' in tenant 'acme'"):
+        admin.disable_operator(db, "acme", "vic")
