@@ -36,6 +36,7 @@ from gateway.identity import IdentityStore, Tokens
 from gateway.tokens import DeviceAuthorization, OAuthError, TokenClient, TokenEndpointUnreachable
 from gateway.uplink import discovery
 from gateway.uplink.auth import Credentials
+from wire import keyproof
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,6 +44,12 @@ SLOW_DOWN_S = 5.0
 """RFC 8628 §3.5: each slow_down adds 5 seconds to the polling interval."""
 MAX_RETRY_S = 60.0
 REFUSED_REFRESH_GAP_S = 30.0
+
+
+class RotationFailed(UplinkError):
+    """Rotating the key pair did not happen; the message says why (the old credentials still hold)."""
+
+
 """A broker's refusal triggers an early refresh at most this often."""
 
 
@@ -79,10 +86,30 @@ class TokenCredentials:
         """Enrollments completed since start."""
         self.state = "starting"
         """starting, enrolling, waiting-for-approval, enrolled, revoked or no-identity."""
+        self.rotations = 0
+        """Key pairs rotated since start."""
+        self._rotation: asyncio.Future[dict[str, object]] | None = None
 
     def use_channel(self, channel: TokenChannel) -> None:
         """Refresh over this MQTT connection when the token endpoint cannot be reached."""
         self._channel = channel
+
+    async def rotate(self, timeout: float = 60.0) -> dict[str, object]:
+        """Rotate the key pair now (a new one, new tokens, the old credentials revoked by the cloud).
+
+        Returns what the DM agent reports; raises RotationFailed with a reason an operator can act on.
+        """
+        if self.state != "enrolled":
+            raise RotationFailed(f"this gateway is not enrolled (it is {self.state}): nothing to rotate")
+        if self._rotation is None or self._rotation.done():
+            self._rotation = asyncio.get_running_loop().create_future()
+        pending = self._rotation
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(pending)
+        except TimeoutError:
+            raise RotationFailed(f"the rotation did not finish within {timeout:.0f} s") from None
 
     # ----------------------------------------------------------------- provider
 
@@ -346,6 +373,22 @@ class TokenCredentials:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, due - time.monotonic())):
                     await self._wake.wait()
+            rotation = self._rotation
+            if rotation is not None and not rotation.done():
+                try:
+                    tokens = await self._rotate_key(client, tokens)
+                except OAuthError as exc:
+                    rotation.set_exception(RotationFailed(f"the cloud refused the new key: {exc}"))
+                    if exc.error == "invalid_grant":  # the refresh token is dead: so is the enrollment
+                        await self._revoked(exc)
+                        return
+                    continue
+                except (TokenEndpointUnreachable, OSError) as exc:
+                    rotation.set_exception(RotationFailed(f"cannot rotate now: {exc}"))
+                    continue
+                rotation.set_result({"gateway": tokens.gateway_id, "expires_in": round(tokens.expires_in)})
+                due = time.monotonic() + _refresh_in(tokens, self._cfg.refresh_at, time.time())
+                continue
             try:
                 new, via = await self._refresh(client, tokens)
             except OAuthError as exc:
@@ -406,6 +449,25 @@ class TokenCredentials:
             return Tokens.from_response(body, tokens.issuer), "MQTT"
         except ValueError as err:
             raise TokenEndpointUnreachable(f"the token result over MQTT: {err}") from None
+
+    async def _rotate_key(self, client: TokenClient, tokens: Tokens) -> Tokens:
+        """Stage a new key, prove it to the cloud, store the new tokens, then make the new key the gateway's."""
+        loop = asyncio.get_running_loop()
+        public_key = await loop.run_in_executor(None, self._store.stage_new_key)
+        message = keyproof.rotation_message(tokens.gateway_id, tokens.issuer, tokens.refresh_token)
+        try:
+            proof = await loop.run_in_executor(None, self._store.sign_with_new_key, message)
+            new = await loop.run_in_executor(None, client.rotate_key, tokens.refresh_token, public_key, proof)
+        except BaseException:
+            await loop.run_in_executor(None, self._store.discard_new_key)
+            raise
+        # The cloud holds the new key and revoked the old credentials: keep the tokens, then the key.
+        await loop.run_in_executor(None, self._store.save_tokens, new)
+        await loop.run_in_executor(None, self._store.promote_new_key)
+        self.rotations += 1
+        _LOGGER.info("identity: rotated this gateway's key pair; new tokens valid for %.0f s", new.expires_in)
+        self._use(new)
+        return new
 
     async def _revoked(self, exc: OAuthError) -> None:
         self.state = "revoked"

@@ -67,6 +67,8 @@ def gateway_id(state_dir: Path, configured: str = "") -> str:
 
 IDENTITY_DIR = "identity"
 KEY_FILE = "key.pem"
+NEW_KEY_FILE = "key.new.pem"
+"""A key pair being rotated to: it replaces key.pem once the cloud has issued tokens for it."""
 TOKENS_FILE = "tokens.json"
 STATUS_FILE = "enrollment.json"
 
@@ -201,6 +203,45 @@ class IdentityStore:
         write_private(path, pem)
         _LOGGER.info("generated this gateway's key pair (EC P-256) in %s", self.folder)
         return key
+
+    def stage_new_key(self) -> str:
+        """Generate the next key pair into ``key.new.pem`` (0600); its public key (PEM)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._ensure_folder()
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        write_private(self.folder / NEW_KEY_FILE, pem)
+        public: bytes = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return public.decode("ascii")
+
+    def sign_with_new_key(self, message: bytes) -> str:
+        """The staged key's ECDSA P-256/SHA-256 signature over ``message`` (DER, base64url, no padding)."""
+        import base64
+
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = serialization.load_pem_private_key((self.folder / NEW_KEY_FILE).read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise OSError(f"{self.folder / NEW_KEY_FILE} is not an EC private key")
+        signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
+        return base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii")
+
+    def promote_new_key(self) -> None:
+        """The cloud took the staged key: it becomes the gateway's key (atomic rename)."""
+        os.replace(self.folder / NEW_KEY_FILE, self.folder / KEY_FILE)
+        _fsync_dir(self.folder)
+
+    def discard_new_key(self) -> None:
+        """The rotation failed: forget the staged key."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / NEW_KEY_FILE).unlink()
 
     def load_tokens(self) -> Tokens | None:
         """The stored tokens, or None (none yet, deleted, or unreadable: then they are set aside)."""

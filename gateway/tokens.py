@@ -21,10 +21,12 @@ from typing import Any
 from gateway.errors import UplinkError
 from gateway.identity import Tokens
 from gateway.uplink.discovery import tls_context
+from wire import keyproof
 
 CLIENT_ID = "roost-gateway"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 CLAIM_GRANT = "urn:roost:claim-token"
+ROTATE_KEY_GRANT = keyproof.GRANT_TYPE
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
@@ -146,6 +148,12 @@ class TokenClient:
         if gateway_id:
             form["gateway_id"] = gateway_id
         return self._token(form)
+
+    def rotate_key(self, refresh_token: str, public_key: str, proof: str) -> Tokens:
+        """New tokens for a new key pair (``urn:roost:rotate-key``); the old credentials are revoked by the cloud."""
+        return self._token(
+            {"grant_type": ROTATE_KEY_GRANT, "refresh_token": refresh_token, "public_key": public_key, "proof": proof}
+        )
 
     def refresh(self, refresh_token: str) -> Tokens:
         """New tokens for the refresh token (which is used up: the answer carries its successor)."""

@@ -486,6 +486,16 @@ class IdentityDB:
         row = self._one("SELECT * FROM gateways WHERE id = ?", (gateway_id,))
         return GatewayRecord(*row) if row else None
 
+    def rotate_gateway_key(self, gateway_id: str, public_key: str, now: float) -> list[AccessRecord]:
+        """Record a gateway's new public key and end every credential it held (refresh families, access tokens).
+
+        Unlike :meth:`revoke_subject` with ``gateway=True`` the enrollment stays: the tokens issued next
+        are the gateway's only live ones.
+        """
+        with self._tx() as conn:
+            conn.execute("UPDATE gateways SET public_key = ? WHERE id = ?", (public_key, gateway_id))
+        return self.revoke_subject(gateway_id, now, gateway=False)
+
     def gateway_by_hardware(self, hardware_id: str) -> GatewayRecord | None:
         """The gateway enrolled with this hardware id, or None."""
         row = self._one("SELECT * FROM gateways WHERE hardware_id = ? ORDER BY enrolled DESC LIMIT 1", (hardware_id,))

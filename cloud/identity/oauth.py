@@ -47,6 +47,7 @@ from authlib.oauth2.rfc8628 import (  # type: ignore[import-untyped]
 from cloud.identity import hashing
 from cloud.identity.db import AccessRecord, ClientRecord, DeviceRecord, GatewayRecord, RefreshRecord, SubjectKind
 from cloud.identity.errors import Conflict, InvalidToken
+from wire import keyproof
 
 if TYPE_CHECKING:
     from cloud.identity.service import IdentityService
@@ -56,7 +57,8 @@ _LOGGER = logging.getLogger(__name__)
 GATEWAY_CLIENT_ID = "roost-gateway"
 CLAIM_GRANT_TYPE = "urn:roost:claim-token"
 GATEWAY_SCOPE = "gateway"
-GRANT_TYPES = [DEVICE_CODE_GRANT_TYPE, "refresh_token", "client_credentials", CLAIM_GRANT_TYPE]
+ROTATE_KEY_GRANT_TYPE = keyproof.GRANT_TYPE
+GRANT_TYPES = [DEVICE_CODE_GRANT_TYPE, "refresh_token", "client_credentials", CLAIM_GRANT_TYPE, ROTATE_KEY_GRANT_TYPE]
 SLOW_DOWN_S = 5  # RFC 8628 §3.5: each slow_down adds 5 seconds to the polling interval
 
 
@@ -155,7 +157,7 @@ class Client(ClientMixin):  # type: ignore[misc]
     def check_grant_type(self, grant_type: str) -> bool:
         """Gateways: device code, claim token, refresh token; API clients: client credentials."""
         if self.public:
-            return grant_type in (DEVICE_CODE_GRANT_TYPE, CLAIM_GRANT_TYPE, "refresh_token")
+            return grant_type in (DEVICE_CODE_GRANT_TYPE, CLAIM_GRANT_TYPE, ROTATE_KEY_GRANT_TYPE, "refresh_token")
         return grant_type == "client_credentials"
 
 
@@ -361,6 +363,79 @@ class ClaimTokenGrant(_Issuing, BaseGrant, TokenEndpointMixin):  # type: ignore[
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
+class RotateKeyGrant(_Issuing, BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
+    """A gateway's new key pair (``urn:roost:rotate-key``): its refresh token, the new public key and a proof.
+
+    The proof is the new private key's signature over :func:`wire.keyproof.rotation_message`. On success the
+    new public key is recorded, every credential the gateway held is revoked (its MQTT connections close), and
+    a new token family starts. The refresh token is used up like a refresh: a replay revokes its family.
+    """
+
+    GRANT_TYPE = ROTATE_KEY_GRANT_TYPE
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["none"]
+
+    def validate_token_request(self) -> None:
+        """refresh_token, public_key and proof are required; the client is the public gateway client."""
+        form = self.request.form
+        for name in ("refresh_token", "public_key", "proof"):
+            if not form.get(name):
+                raise InvalidRequestError(f"missing {name!r}")
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(f"the client may not use {self.GRANT_TYPE!r}")
+        self.request.client = client
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Check the refresh token and the proof, record the key, revoke the old credentials, issue."""
+        form = self.request.form
+        identity = self.server.identity
+        rec = identity.db.refresh(hashing.digest(form["refresh_token"]))
+        if rec is None or rec.revoked is not None or rec.expires <= time.time() or rec.kind != "gateway":
+            raise InvalidGrantError("the refresh token is not valid (unknown, expired or revoked)")
+        if rec.used is not None:
+            identity.reuse_detected(rec)
+            raise InvalidGrantError("the refresh token was used already")
+        gw = identity.db.gateway(rec.subject)
+        if gw is None or gw.revoked is not None:
+            raise InvalidGrantError("the gateway's enrollment was revoked: enroll it again")
+        public_key = form["public_key"]
+        message = keyproof.rotation_message(gw.id, self.request.issuer, form["refresh_token"])
+        problem = _check_proof(public_key, form["proof"], message)
+        if problem:
+            raise InvalidRequestError(f"the key proof does not hold: {problem}")
+        if not identity.db.use_refresh(rec.token_hash, time.time()):
+            identity.reuse_detected(rec)
+            raise InvalidGrantError("the refresh token was used already")
+        identity.rotate_gateway_key(gw.id, public_key)
+        subject = Subject("gateway", gw.id, gw.tenant, ("gateway",))
+        token = self.generate_token(user=subject, scope=GATEWAY_SCOPE, include_refresh_token=True)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+def _check_proof(public_key_pem: str, proof: str, message: bytes) -> str:
+    """'' when ``proof`` is the EC P-256 key's signature over ``message``, else what is wrong."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if len(public_key_pem) > 4096 or len(proof) > 512:
+        return "the public key or the proof is too long"
+    try:
+        key = serialization.load_pem_public_key(public_key_pem.encode())
+    except (ValueError, TypeError) as exc:
+        return f"public_key is not a PEM public key ({exc})"
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        return "public_key must be an EC P-256 key"
+    try:
+        signature = base64.urlsafe_b64decode(proof + "=" * (-len(proof) % 4))
+        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except (ValueError, InvalidSignature):
+        return "the signature is not the new key's over the rotation message"
+    return ""
+
+
 # -- endpoints -------------------------------------------------------------------------------------------------
 
 
@@ -544,6 +619,7 @@ class RoostAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(RoostRefreshTokenGrant)
         self.register_grant(RoostClientCredentialsGrant)
         self.register_grant(ClaimTokenGrant)
+        self.register_grant(RotateKeyGrant)
         self.register_endpoint(RoostDeviceAuthorizationEndpoint)
         self.register_endpoint(RoostRevocationEndpoint)
         self.register_endpoint(RoostIntrospectionEndpoint)

@@ -157,6 +157,14 @@ class IdentityService:
         self._add_revoked(records)
         return len(records)
 
+    def rotate_gateway_key(self, gateway_id: str, public_key: str) -> int:
+        """A gateway's new key pair: record its public key, end its old credentials; how many access tokens."""
+        records = self.db.rotate_gateway_key(gateway_id, public_key, time.time())
+        self._add_revoked(records)
+        _LOGGER.info("gateway %s rotated its key pair: its %d live access token(s) were revoked", gateway_id,
+                     len(records))  # fmt: skip
+        return len(records)
+
     # -- enrollment --------------------------------------------------------------------------------------------
 
     def enroll_gateway(
