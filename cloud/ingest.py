@@ -79,9 +79,11 @@ class Ingest:
         config: IngestSection,
         *,
         on_token: TokenHandler | None = None,
+        on_command_result: TokenHandler | None = None,
     ) -> None:
         self._broker = broker
         self._on_token = on_token
+        self._on_command_result = on_command_result
         self._store = store
         self._stats = stats
         self._config = config
@@ -135,6 +137,9 @@ class Ingest:
             return _GatewayUpdate(topic.tenant, topic.gateway, health=dict(health))
         if topic.kind == "token" and self._on_token is not None:
             self._on_token(topic, event.payload, event.principal)
+            return None
+        if topic.kind == "cmd-result" and self._on_command_result is not None:
+            self._on_command_result(topic, event.payload, event.principal)
             return None
         if topic.kind == "status":
             if event.payload in (envelopes.ONLINE, envelopes.OFFLINE):

@@ -28,6 +28,8 @@ from cloud.broker.rabbitmq_admin import ConnectionClosing
 from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
 from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
+from cloud.fleet.commands import CommandCenter
+from cloud.fleet.routes import commands_router
 from cloud.identity.mqtt_refresh import MqttTokenRefresher
 from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
@@ -123,12 +125,14 @@ class CloudServer:
         self.token_refresher: MqttTokenRefresher | None = (
             MqttTokenRefresher(self.identity, self._publish_token_result) if self.identity is not None else None
         )
+        self.commands = CommandCenter(config.store.path.parent / "fleet.sqlite", self.broker)
         self.ingest = Ingest(
             self.broker,
             self.store,
             self.stats,
             config.ingest,
             on_token=self.token_refresher.submit if self.token_refresher is not None else None,
+            on_command_result=self.commands.on_result,
         )
         self.rabbitmq_auth: RabbitMQAuth | None = (
             RabbitMQAuth(
@@ -177,6 +181,8 @@ class CloudServer:
         deadline = _Deadline(cfg.server.shutdown_timeout_s)
         await self.store.open()
         self._stack.push_async_callback(deadline.run, "store", self.store.close)
+        await self.commands.open()
+        self._stack.push_async_callback(deadline.run, "commands", self.commands.close)
         if self.identity is not None:
             await self.identity.open()
             self._stack.push_async_callback(deadline.run, "identity", self.identity.close)
@@ -206,6 +212,7 @@ class CloudServer:
                 policy=self.policy,
             )
         )
+        app.include_router(commands_router(self.commands))
         if self.rabbitmq_auth is not None:  # RabbitMQ's HTTP auth backend (docs/rabbitmq.md)
             app.include_router(rabbitmq_auth_router(self.rabbitmq_auth))
         self._start_rabbitmq_closing(deadline)

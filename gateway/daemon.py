@@ -20,6 +20,7 @@ from gateway import identity
 from gateway.adapters.base import Adapter
 from gateway.buffer import DurableBuffer
 from gateway.config import GatewayConfig
+from gateway.dm.agent import build_dispatcher
 from gateway.enrollment import TokenCredentials
 from gateway.hub import Hub
 from gateway.pairing import Pairing
@@ -109,6 +110,12 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
         adapters = _build_adapters(config, hub, pairing)
         daemon_ref: list[Daemon] = []
         tokens = _token_credentials(config)
+        agent = build_dispatcher(lambda: daemon_ref[0] if daemon_ref else None)
+
+        async def on_command(request_id: str, payload: bytes) -> bytes | None:
+            result = await agent.handle(request_id, payload)
+            return None if result is None else result.encode()
+
         uplink = Uplink(
             gateway_id=gw_id,
             tenant=config.gateway.tenant,
@@ -118,6 +125,7 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             state_dir=state_dir,
             extra_counters=lambda: {"rejected": daemon_ref[0].rejected() if daemon_ref else 0},
             credentials=tokens,
+            commands=on_command,
         )
         if tokens is not None:
             tokens.use_channel(uplink)

@@ -22,7 +22,7 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +81,10 @@ class _Pack:
     attempts: int = 0
 
 
+CommandHandler = Callable[[str, bytes], Awaitable[bytes | None]]
+"""Takes a command's request id and payload, returns the result payload (None: no answer)."""
+
+
 class Uplink:
     """Sends the buffer's readings to the cloud and deletes them once the cloud holds them."""
 
@@ -95,8 +99,10 @@ class Uplink:
         state_dir: Path,
         extra_counters: Callable[[], Mapping[str, int]] | None = None,
         credentials: CredentialsProvider | None = None,
+        commands: CommandHandler | None = None,
     ) -> None:
         self.gateway_id = gateway_id
+        self._commands = commands
         self.tenant = tenant
         self._credentials: CredentialsProvider = credentials or StaticCredentials(cloud, gateway_id, tenant)
         self._cloud = cloud
@@ -142,6 +148,7 @@ class Uplink:
         self._health_topic = topics.topic(tenant, gateway_id, "health")
         self._token_topic = topics.topic(tenant, gateway_id, "token")
         self._token_result_topic = topics.topic(tenant, gateway_id, "token-result")
+        self._cmd_prefix = topics.topic(tenant, gateway_id, "cmd", "x")[:-1]
 
     # ----------------------------------------------------------------- state
 
@@ -287,6 +294,8 @@ class Uplink:
         client.pending_calls_threshold = self._cfg.inflight + 8
         async with client:
             await client.subscribe(self._ack_topic, qos=1)
+            if self._commands is not None:
+                await client.subscribe(self._cmd_prefix + "+", qos=1)
             await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
             self._client = client
             self._connected = True
@@ -437,11 +446,14 @@ class Uplink:
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             topic = message.topic.value
-            if topic not in (self._ack_topic, self._token_result_topic):
-                continue
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = str(payload).encode()
+            if topic.startswith(self._cmd_prefix) and self._commands is not None:
+                self._spawn(self._command(topic[len(self._cmd_prefix) :], bytes(payload)))
+                continue
+            if topic not in (self._ack_topic, self._token_result_topic):
+                continue
             if topic == self._token_result_topic:
                 self._token_result(bytes(payload))
                 continue
@@ -485,6 +497,36 @@ class Uplink:
                 self._health_topic, encode_health(self.health()), qos=1, timeout=self._cloud.connect_timeout_s
             )
             await asyncio.sleep(self._cfg.health_interval_s)
+
+    async def _command(self, request_id: str, payload: bytes) -> None:
+        """Run one command (the DM agent's handler) and publish its result on ``cmd-result/{request_id}``."""
+        assert self._commands is not None
+        try:
+            result = await self._commands(request_id, payload)
+        except Exception:  # the handler answers failures itself; this is a bug, logged, never the uplink's end
+            _LOGGER.exception("uplink: the command handler failed on request %s", request_id)
+            return
+        if result is None:
+            return
+        try:
+            topic = topics.topic(self.tenant, self.gateway_id, "cmd-result", request_id)
+        except ValueError as exc:
+            _LOGGER.warning("uplink: cannot answer command %s: %s", request_id, exc)
+            return
+        # On the connection up now: a command may have replaced it (new credentials), so try a few times.
+        deadline = time.monotonic() + self._cloud.connect_timeout_s * 2
+        problem: Exception | None = None
+        while time.monotonic() < deadline:
+            current = self._client if self._connected else None
+            if current is not None:
+                try:
+                    await current.publish(topic, result, qos=1, timeout=self._cloud.connect_timeout_s)
+                    return
+                except aiomqtt.MqttError as exc:
+                    problem = exc
+            await asyncio.sleep(0.5)
+        # The cloud sends the command again when it sees no result; the repeat gets the stored answer.
+        _LOGGER.warning("uplink: could not send the result of command %s: %s", request_id, problem or "not connected")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -1,0 +1,1 @@
+"""Fleet management: commands to gateways and their results (desired state and updates build on it)."""

@@ -1,0 +1,70 @@
+"""The DM agent's commands on a running gateway (the rest of device management builds on these).
+
+``ping``: the gateway answers with its id, uptime and clock (a round-trip check).
+``report-state``: buffer, adapters, identity and versions as the gateway sees them now.
+``rotate-credentials``: a new key pair and new tokens; the old ones are revoked by the cloud, the
+uplink reconnects with the new token and nothing buffered is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from gateway.dm.commands import CommandFailed, Dispatcher
+from gateway.enrollment import RotationFailed
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+
+
+def _version() -> str:
+    try:
+        return metadata.version("roost")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "unknown"
+
+
+def build_dispatcher(daemon: Callable[[], Daemon | None], *, clock: Callable[[], float] = time.time) -> Dispatcher:
+    """The dispatcher with the gateway's commands; ``daemon`` gives the running parts once they exist."""
+    agent = Dispatcher(clock=clock)
+
+    def running() -> Daemon:
+        d = daemon()
+        if d is None:
+            raise CommandFailed("the gateway is still starting: try again in a few seconds")
+        return d
+
+    async def ping(args: dict[str, Any]) -> dict[str, Any]:
+        d = running()
+        return {"gateway": d.gateway_id, "uptime_s": round(time.time() - d.started, 1), "time": clock()}
+
+    async def report_state(args: dict[str, Any]) -> dict[str, Any]:
+        d = running()
+        return {
+            "gateway": d.gateway_id,
+            "version": _version(),
+            "uptime_s": round(time.time() - d.started, 1),
+            "buffer": dict(d.buffer.stats()),
+            "adapters": {a.name: a.stats() for a in d.adapters},
+            "identity": None if d.identity is None else {"state": d.identity.state, "rotations": d.identity.rotations},
+            "commands": agent.commands,
+        }
+
+    async def rotate_credentials(args: dict[str, Any]) -> dict[str, Any]:
+        d = running()
+        if d.identity is None:
+            raise CommandFailed(
+                "this gateway connects with a configured password, not its own tokens: nothing to rotate"
+            )
+        try:
+            return await d.identity.rotate()
+        except RotationFailed as exc:
+            raise CommandFailed(str(exc)) from None
+
+    agent.register("ping", ping)
+    agent.register("report-state", report_state)
+    agent.register("rotate-credentials", rotate_credentials)
+    return agent
