@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 
 class Adapter(abc.ABC):
@@ -32,3 +34,24 @@ class Adapter(abc.ABC):
     def rejected_total(self) -> int:
         """All refused inputs."""
         return sum(self.rejected.values())
+
+
+class ActuationError(Exception):
+    """An actuation did not happen; the message says why in the technician's words."""
+
+
+@runtime_checkable
+class Actuator(Protocol):
+    """An adapter that can act on the devices it owns (a Roost node's outputs, a Zigbee plug, ...).
+
+    The rules engine and the DM agent reach actuators only through :class:`gateway.actuation.Actuators`.
+    """
+
+    def owns(self, sensor: str) -> bool:
+        """Whether ``sensor`` is one of this adapter's devices now."""
+
+    def actions(self, sensor: str) -> list[str]:
+        """What ``sensor`` can be asked to do (``on``, ``off``, ``actuate``, ``set-interval``, ...)."""
+
+    async def actuate(self, sensor: str, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Do ``action`` on ``sensor``; the device's answer; raise ActuationError (or a subclass) when it fails."""

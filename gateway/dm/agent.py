@@ -4,6 +4,8 @@
 ``report-state``: buffer, adapters, identity and versions as the gateway sees them now.
 ``rotate-credentials``: a new key pair and new tokens; the old ones are revoked by the cloud, the
 uplink reconnects with the new token and nothing buffered is lost.
+``actuate``: ``{"sensor": ..., "action": ..., "args": {...}}`` on a local device (a Roost node's output,
+its reporting interval, ...), through the adapter that owns it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from gateway.dm.commands import CommandFailed, Dispatcher
+from gateway.actuation import Actuators
+from gateway.adapters.base import ActuationError
+from gateway.dm.commands import CommandFailed, Dispatcher, InvalidArguments
 from gateway.enrollment import RotationFailed
 
 if TYPE_CHECKING:
@@ -64,7 +68,22 @@ def build_dispatcher(daemon: Callable[[], Daemon | None], *, clock: Callable[[],
         except RotationFailed as exc:
             raise CommandFailed(str(exc)) from None
 
+    async def actuate(args: dict[str, Any]) -> dict[str, Any]:
+        d = running()
+        sensor, action, extra = args.get("sensor"), args.get("action"), args.get("args", {})
+        if not isinstance(sensor, str) or not sensor:
+            raise InvalidArguments("'sensor' must name the device (its sensor id)")
+        if not isinstance(action, str) or not action:
+            raise InvalidArguments("'action' must say what to do (on, off, actuate, set-interval, ...)")
+        if not isinstance(extra, dict):
+            raise InvalidArguments("'args' must be an object")
+        try:
+            return await Actuators(d.adapters).actuate(sensor, action, extra)
+        except ActuationError as exc:
+            raise CommandFailed(str(exc)) from None
+
     agent.register("ping", ping)
+    agent.register("actuate", actuate)
     agent.register("report-state", report_state)
     agent.register("rotate-credentials", rotate_credentials)
     return agent

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from drivers.nmea import Fix
 from drivers.roostserial import messages as m
-from gateway.adapters.base import Adapter
+from gateway.adapters.base import ActuationError, Adapter
 from gateway.adapters.serial.config import SerialPortSection
-from gateway.adapters.serial.errors import NodeUnavailable
+from gateway.adapters.serial.errors import NodeUnavailable, SerialError
 from gateway.adapters.serial.line_protocol import LineHandler
 from gateway.adapters.serial.nmea_protocol import NmeaHandler
 from gateway.adapters.serial.port import SerialPort
@@ -87,6 +87,37 @@ class SerialAdapter(Adapter):
                 return
         raise NodeUnavailable(sensor, "no Roost node with that id has announced itself")
 
+    # -- the Actuator interface (the DM agent's and the rules engine's way to a node) ---------------------------
+
+    def owns(self, sensor: str) -> bool:
+        """Whether ``sensor`` is a Roost node announced on one of the ports."""
+        return sensor in self.nodes()
+
+    def actions(self, sensor: str) -> list[str]:
+        """What node ``sensor`` announced it can do."""
+        node = self.nodes().get(sensor)
+        if node is None:
+            return []
+        caps = m.Capability(node.capabilities)
+        out = ["identify"]
+        if caps & m.Capability.SET_INTERVAL:
+            out.append("set-interval")
+        if caps & m.Capability.ACTUATE and node.outputs:
+            out += ["actuate", "on", "off"]
+        if caps & m.Capability.REBOOT:
+            out.append("reboot")
+        return out
+
+    async def actuate(self, sensor: str, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Carry out ``action`` on node ``sensor`` (set-interval, actuate, on, off, reboot, identify)."""
+        node = self.nodes().get(sensor)
+        command = _node_command(action, args, node.outputs if node is not None else 0)
+        try:
+            await self.send_command(sensor, command)
+        except SerialError as exc:
+            raise ActuationError(str(exc)) from None
+        return {"sensor": sensor, "action": action, "result": "done"}
+
     def note_fix(self, fix: Fix, at: float, path: str) -> None:
         """An NMEA port got a position fix."""
         if self.last_fix is None:
@@ -101,3 +132,26 @@ class SerialAdapter(Adapter):
             p.section.path: {**p.stats(), **h.stats()} for p, h in zip(self.ports, self.handlers, strict=True)
         }
         return {**super().stats(), "duplicates": duplicates, "ports": ports}
+
+
+def _int_arg(args: Mapping[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    value = args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ActuationError(f"'{name}' must be a whole number from {lo} to {hi}, not {value!r}")
+    return value
+
+
+def _node_command(action: str, args: Mapping[str, Any], outputs: int) -> m.Command:
+    """The protocol command for an action, with its arguments checked."""
+    last_output = max(0, outputs - 1)
+    if action == "set-interval":
+        return m.SetInterval(_int_arg(args, "seconds", 1, 65535))
+    if action == "actuate":
+        return m.Actuate(_int_arg(args, "output", 0, last_output), _int_arg(args, "value", -32768, 32767))
+    if action in ("on", "off"):
+        return m.Actuate(_int_arg(args, "output", 0, last_output, default=0), 1 if action == "on" else 0)
+    if action == "reboot":
+        return m.Reboot()
+    if action == "identify":
+        return m.Identify()
+    raise ActuationError(f"a Roost node cannot {action!r}: it knows set-interval, actuate, on, off, reboot, identify")
