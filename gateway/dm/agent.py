@@ -54,6 +54,7 @@ def build_dispatcher(daemon: Callable[[], Daemon | None], *, clock: Callable[[],
             "buffer": dict(d.buffer.stats()),
             "adapters": {a.name: a.stats() for a in d.adapters},
             "identity": None if d.identity is None else {"state": d.identity.state, "rotations": d.identity.rotations},
+            "location": _location(d),
             "commands": agent.commands,
         }
 
@@ -87,3 +88,18 @@ def build_dispatcher(daemon: Callable[[], Daemon | None], *, clock: Callable[[],
     agent.register("report-state", report_state)
     agent.register("rotate-credentials", rotate_credentials)
     return agent
+
+
+def _location(d: Daemon) -> dict[str, Any] | None:
+    """Where the gateway is: the last GPS fix of a serial NMEA receiver, if there is one."""
+    for adapter in d.adapters:
+        fix = getattr(adapter, "last_fix", None)
+        if fix is not None:
+            return {
+                "lat": fix.lat,
+                "lon": fix.lon,
+                "alt_m": fix.alt_m,
+                "source": "gps",
+                "at": getattr(adapter, "last_fix_at", None),
+            }
+    return None

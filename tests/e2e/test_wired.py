@@ -8,8 +8,12 @@ stands in for ``/dev/serial/by-id/...``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +51,33 @@ sensor = "gps"
 """
 
 
+def _operator_token(site: Site) -> str:
+    from cloud.identity import admin
+
+    admin.ensure_tenant(site.identity_db, "default")
+    admin.ensure_operator(site.identity_db, "default", "tess", lambda: "correct horse battery staple", role="operator")
+    return admin.operator_token(
+        site.identity_db, "default", "tess", ttl_s=600, issuer=site.base, audience="roost", keep_retired_s=3600
+    ).access_token
+
+
+async def _command(site: Site, token: str, command: str, args: dict[str, Any]) -> tuple[int, Any]:
+    def call() -> tuple[int, Any]:
+        req = urllib.request.Request(
+            f"{site.base}/api/v1/gateways/{site.gateway_id}/commands",
+            data=json.dumps({"command": command, "args": args, "wait_s": 20}).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    return await asyncio.to_thread(call)
+
+
 async def _wait_for(site: Site, want: set[tuple[str, str]], timeout: float = 60.0) -> dict[tuple[str, str], dict]:
     deadline = time.monotonic() + timeout
     seen: dict[tuple[str, str], dict] = {}
@@ -64,8 +95,9 @@ async def test_chips_a_serial_node_and_a_gps_reach_the_cloud(site: Site, tmp_pat
     by_id.mkdir()
     node_link, gps_link = by_id / "usb-Roost_node-7-if00", by_id / "usb-u-blox_GNSS-if00"
     here = Position(48.1173, 11.5167, 545.4)
+    node = NodeEmulator("node-7", interval_s=1, seed=7, outputs=2)
     async with (
-        PtyLink(NodeEmulator("node-7", interval_s=1, seed=7), link=node_link),
+        PtyLink(node, link=node_link),
         PtyLink(LiveReceiver(here, interval_s=0.5), link=gps_link),
     ):
         site.write_gateway_config(_wired_config(node_link, gps_link))
@@ -90,6 +122,16 @@ async def test_chips_a_serial_node_and_a_gps_reach_the_cloud(site: Site, tmp_pat
                 break
             await asyncio.sleep(0.5)
             node_metrics = {m for item in site.readings(sensor="node-7") for m in [item["metric"]]}
+        # An operator switches the node's output 1 on from the cloud, and asks where the gateway is.
+        token = _operator_token(site)
+        status, done = await _command(
+            site, token, "actuate", {"sensor": "node-7", "action": "on", "args": {"output": 1}}
+        )
+        assert (status, done["status"]) == (200, "ok"), done
+        assert node.output_values == {1: 1}
+        status, state = await _command(site, token, "report-state", {})
+        assert status == 200 and state["result"]["location"]["source"] == "gps"
+        assert state["result"]["location"]["lat"] == pytest.approx(here.lat, abs=1e-5)
     assert node_metrics, "the serial node's readings did not reach the cloud:\n" + site.gateway.tail()
     assert seen[("i2c-1-0x76", "temperature")]["unit"] == "Cel"
     assert 10 < seen[("i2c-1-0x76", "temperature")]["value"] < 35
