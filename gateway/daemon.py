@@ -20,7 +20,7 @@ from gateway import identity
 from gateway.adapters.base import Adapter
 from gateway.buffer import DurableBuffer
 from gateway.config import GatewayConfig
-from gateway.dm.agent import build_dispatcher
+from gateway.dm.agent import build_dispatcher, heartbeat
 from gateway.enrollment import TokenCredentials
 from gateway.hub import Hub
 from gateway.pairing import Pairing
@@ -126,6 +126,7 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             extra_counters=lambda: {"rejected": daemon_ref[0].rejected() if daemon_ref else 0},
             credentials=tokens,
             commands=on_command,
+            extra_health=lambda: heartbeat(daemon_ref[0]) if daemon_ref else {},
         )
         if tokens is not None:
             tokens.use_channel(uplink)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from wire.errors import PayloadError
 
@@ -40,12 +40,27 @@ class Counters(TypedDict):
     reconnects: int
 
 
-class Health(TypedDict):
-    """Gateway -> cloud on ``health``."""
-
+class _HealthRequired(TypedDict):
     ts: float
     uptime_s: float
     counters: Counters
+
+
+class Health(_HealthRequired, total=False):
+    """Gateway -> cloud on ``health``: counters always; the DM agent's heartbeat adds the rest.
+
+    ``system``: cpu_temp_c, load_1m, memory_used_pct, disk_free_mb, process_rss_mb (what the machine can
+    tell); ``adapters``: each adapter's state and counters by name; ``versions``: software versions;
+    ``location``: ``{"lat", "lon", "alt_m", "source", "at"}`` or null.
+    """
+
+    system: dict[str, Any]
+    adapters: dict[str, Any]
+    versions: dict[str, str]
+    location: dict[str, Any] | None
+
+
+HEALTH_OBJECTS = ("system", "adapters", "versions")
 
 
 def encode_ack(batches: list[str], rejected: list[str] | None = None) -> bytes:
@@ -88,4 +103,9 @@ def decode_health(payload: bytes) -> Health:
     for key, value in doc["counters"].items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise PayloadError(f"health payload's counter {key!r} must be an integer")
+    for key in HEALTH_OBJECTS:
+        if key in doc and not isinstance(doc[key], dict):
+            raise PayloadError(f"health payload's {key!r} must be an object")
+    if doc.get("location") is not None and not isinstance(doc["location"], dict):
+        raise PayloadError("health payload's 'location' must be an object or null")
     return doc  # type: ignore[return-value]

@@ -103,3 +103,15 @@ def _location(d: Daemon) -> dict[str, Any] | None:
                 "at": getattr(adapter, "last_fix_at", None),
             }
     return None
+
+
+def heartbeat(d: Daemon) -> dict[str, Any]:
+    """What the periodic health report carries besides the uplink's counters."""
+    from gateway.dm.system import system_health
+
+    return {
+        "system": system_health(d.buffer.path.parent),
+        "adapters": {a.name: a.stats() for a in d.adapters},
+        "versions": {"roost": _version()},
+        "location": _location(d),
+    }

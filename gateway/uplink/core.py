@@ -100,9 +100,11 @@ class Uplink:
         extra_counters: Callable[[], Mapping[str, int]] | None = None,
         credentials: CredentialsProvider | None = None,
         commands: CommandHandler | None = None,
+        extra_health: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self._commands = commands
+        self._extra_health = extra_health
         self.tenant = tenant
         self._credentials: CredentialsProvider = credentials or StaticCredentials(cloud, gateway_id, tenant)
         self._cloud = cloud
@@ -183,8 +185,20 @@ class Uplink:
         }
 
     def health(self) -> Health:
-        """A health report as of now."""
-        return {"ts": time.time(), "uptime_s": round(time.monotonic() - self._started, 3), "counters": self.counters()}
+        """A health report as of now (with the DM agent's heartbeat figures, when it gives them)."""
+        report: Health = {
+            "ts": time.time(),
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "counters": self.counters(),
+        }
+        if self._extra_health is not None:
+            try:
+                extra = self._extra_health()
+            except Exception:  # a failing figure must not cost the counters their report
+                _LOGGER.exception("uplink: the heartbeat figures failed")
+            else:
+                report.update(extra)  # type: ignore[typeddict-item]
+        return report
 
     # ----------------------------------------------------------------- life cycle
 

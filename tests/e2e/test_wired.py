@@ -129,6 +129,18 @@ async def test_chips_a_serial_node_and_a_gps_reach_the_cloud(site: Site, tmp_pat
         )
         assert (status, done["status"]) == (200, "ok"), done
         assert node.output_values == {1: 1}
+        # The heartbeat carries the machine's figures, each adapter's state and the GPS location.
+        for _ in range(40):
+            (gw,) = site.api("/api/v1/gateways")["items"]
+            health = gw.get("health") or {}
+            if health.get("location"):
+                break
+            await asyncio.sleep(0.25)
+        assert {"chips", "serial"} <= set(health["adapters"]), health.get("adapters")
+        assert health["adapters"]["chips"]["devices"]["i2c-1-0x76"]["available"] is True
+        assert health["system"]["disk_free_mb"] > 0 and health["system"]["process_rss_mb"] > 0
+        assert health["location"]["lat"] == pytest.approx(here.lat, abs=1e-5)
+        assert health["versions"]["roost"]
         status, state = await _command(site, token, "report-state", {})
         assert status == 200 and state["result"]["location"]["source"] == "gps"
         assert state["result"]["location"]["lat"] == pytest.approx(here.lat, abs=1e-5)

@@ -403,3 +403,24 @@ def test_health_refuses(payload: bytes, message: str) -> None:
 
 def test_status_payloads() -> None:
     assert (envelopes.ONLINE, envelopes.OFFLINE) == (b"online", b"offline")
+
+
+def test_a_heartbeat_health_report_round_trips_and_bad_parts_are_named() -> None:
+    import json
+
+    from wire.envelopes import decode_health, encode_health
+    from wire.errors import PayloadError
+
+    report = {
+        "ts": 1.0,
+        "uptime_s": 2.0,
+        "counters": {"sent": 3},
+        "system": {"cpu_temp_c": 48.2},
+        "adapters": {"chips": {"accepted": 4}},
+        "versions": {"roost": "0.1.0"},
+        "location": None,
+    }
+    assert decode_health(encode_health(report)) == report  # type: ignore[arg-type]
+    for key, bad in (("system", [1]), ("adapters", "x"), ("versions", 3), ("location", "here")):
+        with pytest.raises(PayloadError, match=repr(key)):
+            decode_health(json.dumps({**report, key: bad}).encode())
