@@ -114,6 +114,12 @@ def _decode_line(args: argparse.Namespace) -> int:
     return decode_line_command(args)
 
 
+def _decode_ble(args: argparse.Namespace) -> int:
+    from roost.decode import decode_ble_command
+
+    return decode_ble_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     p = argparse.ArgumentParser(prog="roost", description="Roost edge gateway: demo, gateway, cloud and tools.")
@@ -167,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("text", help="the line (or several), or -")
     dl.add_argument("--sensor", default=None, help="the sensor id to show (the serial port's configured sensor)")
     dl.set_defaults(func=_decode_line)
+    db = dsub.add_parser(
+        "ble", help="one BLE advertisement: the raw AD structures a scanner app shows (0201061216d2fc41...), as hex"
+    )
+    db.add_argument("raw", help="the advertising data as hex (spaces, colons and a leading 0x are ignored)")
+    db.add_argument("--mac", default=None, help="the sender's MAC address (needed to decrypt encrypted BTHome)")
+    db.add_argument("--key", default=None, help="the device's bind key, 32 hex digits (encrypted BTHome)")
+    db.set_defaults(func=_decode_ble)
     return p
 
 

@@ -177,3 +177,63 @@ def decode_line_command(args: argparse.Namespace) -> int:
     json.dump({"format": "line", "readings": readings}, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _ble_hex(text: str, what: str) -> bytes:
+    t = text.strip().replace(" ", "").replace(":", "").replace("-", "")
+    if t[:2].lower() == "0x":  # nRF Connect shows raw data as 0x0201...
+        t = t[2:]
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        raise ValueError(f"{what} is not hex bytes") from None
+
+
+def decode_ble_command(args: argparse.Namespace) -> int:
+    """Decode one BLE advertisement (raw AD structures as hex) and print its readings; 1 when it cannot be."""
+    from drivers.ble.advertisement import parse_ad_structures
+    from drivers.ble.decode import decode
+    from drivers.ble.errors import AddressRequired, BadMic, BindKeyRequired, BleDecodeError
+
+    try:
+        raw = _ble_hex(args.raw, "the advertisement")
+        key = None if args.key is None else _ble_hex(args.key, "--key")
+        if key is not None and len(key) != 16:
+            raise ValueError(f"--key: a bind key is 16 bytes (32 hex digits), this is {len(key)} bytes")
+        adv = parse_ad_structures(raw, address=args.mac)
+        result = decode(adv, key=key)
+    except BleDecodeError as exc:
+        hint = ""
+        if isinstance(exc, BindKeyRequired):
+            hint = ": --key (32 hex digits)" + ("" if args.mac else " and --mac (the sender's address)")
+        elif isinstance(exc, AddressRequired):
+            hint = ": --mac"
+        elif isinstance(exc, BadMic):
+            hint = " (check --key, and that --mac is the sender's address)"
+        print(f"roost decode ble: {exc.problem}{hint}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"roost decode ble: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        seen = [f"service data {u[4:8] if u.endswith('-0000-1000-8000-00805f9b34fb') else u}" for u in adv.service_data]
+        seen += [f"manufacturer 0x{c:04X}" for c in adv.manufacturer_data]
+        print(
+            "roost decode ble: no decoder recognises this advertisement "
+            f"({', '.join(seen) or 'no service or manufacturer data'}); Roost reads BTHome (FCD2), "
+            "pvvx/atc1441 (181A), Eddystone (FEAA), Ruuvi (0x0499) and iBeacon (0x004C)",
+            file=sys.stderr,
+        )
+        return 1
+    doc = {
+        "format": result.format,
+        "sensor": result.sensor or None,
+        "readings": [{"metric": m.metric, "value": m.value, "unit": m.unit} for m in result.measurements],
+        "encrypted": result.encrypted,
+        "packet_id": result.packet_id,
+        "counter": result.counter,
+        "name": adv.local_name,
+    }
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
