@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from gateway.adapters.ble.config import BleSection
 from gateway.adapters.chips.config import I2cChipSection, PollingSection, SpiChipSection, check_chips
 from gateway.adapters.modbus.config import ModbusPortSection
 from gateway.adapters.modbus.config import check_ports as check_modbus_ports
@@ -196,6 +197,9 @@ class AdaptersSection:
     i2c: tuple[I2cChipSection, ...] = doc("I2C chips, one [[adapters.i2c]] table each (docs/wired.md)", default=())
     spi: tuple[SpiChipSection, ...] = doc("SPI chips, one [[adapters.spi]] table each (docs/wired.md)", default=())
     polling: PollingSection = doc("Polled devices (I2C, SPI, Modbus)", default_factory=PollingSection)
+    ble: BleSection = doc(
+        "BLE adapter (bleak): advertisements and GATT reads (docs/ble.md)", default_factory=BleSection
+    )
 
     def __post_init__(self) -> None:
         check_chips(self.i2c, self.spi)

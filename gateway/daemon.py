@@ -73,6 +73,11 @@ def _build_adapters(config: GatewayConfig, hub: Hub, pairing: Pairing) -> list[A
                 config.adapters.modbus, hub, fail_threshold=polling.fail_threshold, backoff_max_s=polling.backoff_max_s
             )
         )
+    if config.adapters.ble.enabled:
+        from gateway.adapters.ble.adapter import BleAdapter  # imports bleak
+
+        counters = config.gateway.state_dir / "ble-counters.json"
+        adapters.append(BleAdapter(config.adapters.ble, hub, pairing, counters_file=counters))
     return adapters
 
 

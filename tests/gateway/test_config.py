@@ -167,7 +167,8 @@ max_records = 1
         ),
         (
             "[adapters.zigbee]\nenabled = true",
-            "gateway.toml: adapters.zigbee: unknown key (known keys here: coap, i2c, modbus, polling, serial, spi)",
+            "gateway.toml: adapters.zigbee: unknown key "
+            "(known keys here: ble, coap, i2c, modbus, polling, serial, spi)",
         ),
         (
             '[gatway]\nid = "x"',
@@ -335,6 +336,7 @@ def test_every_field_has_a_doc_string() -> None:
         "adapters",
         "adapters.coap",
         "adapters.polling",
+        "adapters.ble",
         "identity",
     }
     assert len(fields) >= 40
