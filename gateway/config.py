@@ -16,6 +16,7 @@ from gateway.adapters.chips.config import I2cChipSection, PollingSection, SpiChi
 from gateway.adapters.modbus.config import ModbusPortSection
 from gateway.adapters.modbus.config import check_ports as check_modbus_ports
 from gateway.adapters.serial.config import SerialPortSection, check_ports
+from gateway.dm.ota.config import UpdateSection
 from gateway.errors import ConfigError
 from wire import typedconfig
 from wire.names import check_gateway, check_tenant
@@ -223,6 +224,9 @@ class GatewayConfig:
     uplink: UplinkSection = doc("Uplink batching", default_factory=UplinkSection)
     buffer: BufferSection = doc("Durable buffer", default_factory=BufferSection)
     adapters: AdaptersSection = doc("Adapters", default_factory=AdaptersSection)
+    update: UpdateSection = doc(
+        "Software updates: A/B slots, signed bundles (docs/ota.md)", default_factory=UpdateSection
+    )
     paired: tuple[str, ...] = doc("Sensor ids allowed when an adapter's accept is 'paired'", default=())
 
     @property

@@ -91,6 +91,19 @@ async def _cancel_all(tasks: list[asyncio.Task[None]], deadline: float, what: st
         _LOGGER.warning("%s %s is still busy at the shutdown deadline", what, t.get_name())
 
 
+def _probation(config: GatewayConfig, uplink: Uplink, parts: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+    """A new software version confirms itself once healthy (or ends the daemon at its deadline: docs/ota.md)."""
+    root = config.update.root
+    if root is None:
+        return []
+    from gateway.dm.ota.health import confirm_when_healthy
+
+    confirm = confirm_when_healthy(
+        root, connected=lambda: uplink.connected, parts=parts, healthy_for_s=config.update.healthy_for_s
+    )
+    return [asyncio.create_task(confirm, name="update probation")]
+
+
 def _token_credentials(config: GatewayConfig) -> TokenCredentials | None:
     """Token credentials unless a password is configured, or enrollment is off and no tokens are stored."""
     if config.cloud.password_file is not None:
@@ -116,6 +129,10 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
         daemon_ref: list[Daemon] = []
         tokens = _token_credentials(config)
         agent = build_dispatcher(lambda: daemon_ref[0] if daemon_ref else None)
+        if config.update.root is not None:  # software updates (docs/ota.md)
+            from gateway.dm.ota import command as ota_command
+
+            ota_command.register(agent, config.update, ca_file=config.cloud.ca_file)
 
         async def on_command(request_id: str, payload: bytes) -> bytes | None:
             result = await agent.handle(request_id, payload)
@@ -141,12 +158,13 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
         uplink_task = asyncio.create_task(uplink.run(), name="uplink")
         adapter_tasks = [asyncio.create_task(a.run(), name=f"adapter {a.name}") for a in adapters]
         identity_tasks = [asyncio.create_task(tokens.run(), name="identity")] if tokens is not None else []
+        probation = _probation(config, uplink, adapter_tasks)
         if ready is not None:
             ready(daemon)
         try:
             # Run until cancelled, or until a part fails for good (it is logged and the daemon exits).
             done, _ = await asyncio.wait(
-                [uplink_task, *adapter_tasks, *identity_tasks], return_when=asyncio.FIRST_EXCEPTION
+                [uplink_task, *adapter_tasks, *identity_tasks, *probation], return_when=asyncio.FIRST_EXCEPTION
             )
             for t in done:
                 exc = None if t.cancelled() else t.exception()
@@ -158,6 +176,7 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             _LOGGER.info("Gateway %s stopping", gw_id)
             await _cancel_all(adapter_tasks, deadline, "adapter")
             await _cancel_all(identity_tasks, deadline, "identity")
+            await _cancel_all(probation, deadline, "update probation")
             hub.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import scan as scan_cli
 
     scan_cli.add_parser(gw)
+    from roost import update_cli
+
+    update_cli.add_parsers(gw)
 
     cl = sub.add_parser("cloud", help="the cloud companion").add_subparsers(dest="cl", required=True, metavar="ACTION")
     serve = cl.add_parser("serve", help="run the cloud (broker, ingest, store, API) in one process")
@@ -157,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import admin_cli
 
     admin_cli.add_parser(cl)
+    from roost import bundle_cli
+
+    bundle_cli.add_parser(sub)
 
     dec = sub.add_parser("decode", help="decode a payload a technician copied, print JSON")
     dsub = dec.add_subparsers(dest="format", required=True, metavar="FORMAT")

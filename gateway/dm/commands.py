@@ -41,15 +41,18 @@ class Dispatcher:
 
     def __init__(self, *, clock: Callable[[], float] = time.time, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._timeouts: dict[str, float] = {}
         self._clock = clock
         self._timeout_s = timeout_s
         self._done: OrderedDict[str, Result] = OrderedDict()
         self._running: dict[str, asyncio.Future[Result]] = {}
         self.counts: dict[str, int] = {}
 
-    def register(self, name: str, handler: Handler) -> None:
-        """Offer command ``name``."""
+    def register(self, name: str, handler: Handler, *, timeout_s: float | None = None) -> None:
+        """Offer command ``name`` (``timeout_s``: its own longest run, e.g. a software update's)."""
         self._handlers[name] = handler
+        if timeout_s is not None:
+            self._timeouts[name] = timeout_s
 
     @property
     def commands(self) -> list[str]:
@@ -109,7 +112,8 @@ class Dispatcher:
         handler = self._handlers.get(cmd.command)
         if handler is None:
             return answer("unknown", f"this gateway has no command {cmd.command!r}; it has: {', '.join(self.commands)}")
-        timeout = self._timeout_s if cmd.deadline is None else max(1.0, min(self._timeout_s, cmd.deadline - now))
+        limit = self._timeouts.get(cmd.command, self._timeout_s)
+        timeout = limit if cmd.deadline is None else max(1.0, min(limit, cmd.deadline - now))
         _LOGGER.info("Running command %s (%s) from %s", cmd.command, request_id, cmd.issued_by or "the cloud")
         try:
             async with asyncio.timeout(timeout):

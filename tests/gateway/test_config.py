@@ -173,7 +173,7 @@ max_records = 1
         (
             '[gatway]\nid = "x"',
             "gateway.toml: gatway: unknown key "
-            "(known keys here: adapters, buffer, cloud, gateway, identity, paired, uplink)",
+            "(known keys here: adapters, buffer, cloud, gateway, identity, paired, update, uplink)",
         ),
         ('[adapters.coap]\nport = "5683"', "gateway.toml: adapters.coap.port: must be an integer, not '5683'"),
         ("[adapters.coap]\nport = 70000", "gateway.toml: adapters.coap.port: must be between 0 and 65535"),
@@ -338,6 +338,7 @@ def test_every_field_has_a_doc_string() -> None:
         "adapters.polling",
         "adapters.ble",
         "identity",
+        "update",
     }
     assert len(fields) >= 40
     undocumented = [key for key, f, _ in fields if not str(f.metadata.get("doc", "")).strip()]
