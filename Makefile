@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/serial.py
 	$(BIN)/python bench/pollers.py
+	$(BIN)/python bench/ble.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
