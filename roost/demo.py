@@ -89,7 +89,7 @@ health_interval_s = 10.0
 host = "127.0.0.1"
 port = {coap_port}
 accept = "any"
-{_wired_config(state)}""")
+{_wired_config(state)}{_ble_config(state)}""")
     return cloud, gateway, ident
 
 
@@ -101,6 +101,36 @@ def _serial_links(state: Path) -> tuple[Path, Path]:
     """Where the demo's serial devices appear: symlinks standing in for /dev/serial/by-id/..."""
     by_id = state / "serial-by-id"
     return by_id / "usb-Roost_sensor_node-if00", by_id / "usb-u-blox_GNSS_receiver-if00"
+
+
+BLE_ROUNDS = 720  # one advertisement of each emulated device every 5 s: an hour before the file loops
+
+
+def _ble_config(state: Path) -> str:
+    """Replayed BLE advertisements (six emulated devices, one of them encrypted BTHome with its bind key)."""
+    from drivers.ble.emulator import BleFleet
+    from gateway.adapters.ble.scanner import record_raw_line
+
+    fleet = BleFleet(seed=1)
+    lines = [
+        record_raw_line(r * 5.0 + i * 0.8, a.address, a.rssi, a.raw)
+        for r in range(BLE_ROUNDS)
+        for i, a in enumerate(fleet.adverts())
+    ]
+    (state / "ble-demo.jsonl").write_text("\n".join(lines) + "\n")
+    return f"""
+[adapters.ble]
+enabled = true
+accept = "any"
+replay_file = "ble-demo.jsonl"
+replay_loop = true
+watchdog_s = 0
+
+[[adapters.ble.devices]]
+address = "{fleet.encrypted_mac}"
+name = "bthome-encrypted"
+bind_key = "{fleet.bind_key.hex()}"
+"""
 
 
 def _wired_config(state: Path) -> str:
@@ -283,6 +313,7 @@ Roost demo is running (Ctrl-C stops it).
   sensors  CoAP: kitchen-th1 (SenML JSON), cellar-th2 (SenML CBOR), attic-th3 (metric=value text), every {interval:g} s
            I2C: i2c-1-0x76 (BME280)  SPI: spi0.0-ch0, spi0.0-ch1 (MCP3008)  emulated at register level, every 5 s
            serial: {SERIAL_NODE} (Roost protocol node) and gps (NMEA receiver), on ptys in {state}/serial-by-id
+           BLE: six devices (BTHome, encrypted BTHome, Ruuvi, pvvx, ATC, iBeacon) replayed from ble-demo.jsonl
   people   tenant {TENANT}: {OWNER} (owner, signs in with POST /auth/signin) and {VIEWER} (read-only, the token above)
 
 Look at the data (the token is {VIEWER}'s; it is also the MQTT password, with the username {VIEWER}):

@@ -107,7 +107,11 @@ def test_demo_prints_its_token_first_bridges_every_sensor_and_stops_on_ctrl_c(tm
         with pytest.raises(urllib.error.HTTPError):
             _get(base + "/api/v1/readings")  # the API wants the credential
         # Every kind of emulated device: CoAP nodes, chips on I2C and SPI, a serial node and a GPS on ptys.
+        from drivers.ble.emulator import BleFleet
+
+        fleet = BleFleet(seed=1)  # the demo's replayed BLE devices, the encrypted one decrypted with its bind key
         want = {"kitchen-th1", "cellar-th2", "attic-th3", "i2c-1-0x76", "spi0.0-ch0", "serial-node-1", "gps"}
+        want |= {fleet.bthome_mac, "bthome-encrypted", fleet.ruuvi_mac}  # a listed device reads as its name
         seen: set[str] = set()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and seen != want:
