@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -35,6 +36,27 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAY_S = 2.0
 DEFAULT_QUEUE_MAX = 1000
+DEFAULT_UNRESOLVED_ATTEMPTS = 15
+"""Attempts (``retry_delay_s`` apart) at a connection whose client id RabbitMQ's statistics do not show yet."""
+
+# RabbitMQ's management API has two views of the connections. ``/api/connections/username/{user}`` reads the
+# connection tracking table, which lists a connection the moment it opens. ``/api/connections`` and
+# ``/api/connections/{name}`` (GET and DELETE) read the statistics database, which learns of an MQTT connection
+# only when the connection first emits statistics (``collect_statistics_interval`` after it opened, 5 s by
+# default, plus the collector's own delay): until then a DELETE by the name the tracking table gave answers
+# 404 and closes nothing. ``disable_stats=true`` makes ``/api/connections/{name}`` look the name up in the
+# tracking table instead (rabbit_mgmt_wm_connection:conn/1, RabbitMQ 3.8.10 and later; older ones ignore it),
+# so a close finds the connection as soon as it is listed. The client id (``client_properties``) is only in
+# the statistics.
+_TRACKED = {"disable_stats": "true"}
+
+
+class _Lookup(enum.Enum):
+    NOT_LISTED_YET = "not listed yet"
+
+
+NOT_LISTED_YET: Literal[_Lookup.NOT_LISTED_YET] = _Lookup.NOT_LISTED_YET
+"""What :meth:`RabbitMQManagement.client_id_of` answers for a connection RabbitMQ's statistics do not list yet."""
 
 
 class ManagementError(BrokerError):
@@ -52,6 +74,16 @@ class ConnectionInfo:
     name: str
     user: str
     client_id: str | None = None
+
+
+@dataclass(slots=True)
+class CloseResult:
+    """What :meth:`RabbitMQManagement.close_user` did."""
+
+    closed: list[str] = field(default_factory=list)
+    """The names of the connections it closed."""
+    unresolved: list[str] = field(default_factory=list)
+    """Connections of the user whose client id RabbitMQ's statistics do not show yet (neither closed nor spared)."""
 
 
 def _client_id(item: dict[str, Any]) -> str | None:
@@ -117,9 +149,14 @@ class RabbitMQManagement:
             if isinstance(item, dict) and "name" in item and item.get("user") == username
         ]
 
-    async def client_id_of(self, name: str) -> str | None:
-        """The MQTT client id of one connection (None: gone, or not MQTT)."""
-        response = await self._call("GET", f"/api/connections/{quote(name, safe='')}")
+    async def client_id_of(self, name: str) -> str | Literal[_Lookup.NOT_LISTED_YET] | None:
+        """The MQTT client id of one connection (None: gone, or not MQTT; :data:`NOT_LISTED_YET`: open, but the
+        statistics, which carry the client id, do not list it yet)."""
+        path = f"/api/connections/{quote(name, safe='')}"
+        response = await self._call("GET", path)
+        if response.status_code == 404:
+            tracked = await self._call("GET", path, params=_TRACKED)
+            return NOT_LISTED_YET if tracked.status_code == 200 else None
         if response.status_code != 200:
             return None
         try:
@@ -129,8 +166,10 @@ class RabbitMQManagement:
         return _client_id(item) if isinstance(item, dict) else None
 
     async def close_connection(self, name: str, reason: str) -> bool:
-        """Close one connection; False when it was gone already."""
-        response = await self._call("DELETE", f"/api/connections/{quote(name, safe='')}", headers={"X-Reason": reason})
+        """Close one connection (by the name the tracking table lists); False when it was gone already."""
+        response = await self._call(
+            "DELETE", f"/api/connections/{quote(name, safe='')}", params=_TRACKED, headers={"X-Reason": reason}
+        )
         if response.status_code == 404:
             return False
         if response.status_code not in (200, 204):
@@ -139,17 +178,24 @@ class RabbitMQManagement:
             )
         return True
 
-    async def close_user(self, username: str, reason: str, *, client_id: str | None = None) -> int:
-        """Close ``username``'s connections (only the one of ``client_id`` when given); how many were closed."""
-        closed = 0
+    async def close_user(self, username: str, reason: str, *, client_id: str | None = None) -> CloseResult:
+        """Close ``username``'s connections (only the ones of ``client_id`` when given).
+
+        With ``client_id``, a connection whose client id is not known yet (RabbitMQ's statistics do not list it
+        yet) is left open and reported in ``unresolved``: ask again a moment later.
+        """
+        result = CloseResult()
         for conn in await self.connections_of(username):
             if client_id is not None:
                 found = conn.client_id if conn.client_id is not None else await self.client_id_of(conn.name)
+                if found is NOT_LISTED_YET:
+                    result.unresolved.append(conn.name)
+                    continue
                 if found != client_id:
                     continue
             if await self.close_connection(conn.name, reason):
-                closed += 1
-        return closed
+                result.closed.append(conn.name)
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +204,17 @@ class _Job:
     client_id: str | None
     reason: str
     attempt: int = 1
+    requested_at: float = field(default_factory=time.monotonic)
 
 
 class ConnectionCloser:
-    """Closes connections through the management API off the request path: bounded, logged, retried once.
+    """Closes connections through the management API off the request path: bounded, logged, retried.
 
     A close runs now and once more after ``retry_delay_s`` when the first attempt failed or found nothing
-    to close (RabbitMQ lists a new connection only a few seconds after it opened).
+    to close (RabbitMQ lists a new connection a moment after it opened). A close of one client's connections
+    that finds a connection of the user whose client id RabbitMQ cannot tell yet is tried every
+    ``retry_delay_s``, at most ``unresolved_attempts`` times. A close of one client's connections is skipped
+    when a close of all the user's connections ran after it was requested.
     """
 
     def __init__(
@@ -175,10 +225,13 @@ class ConnectionCloser:
         retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
         queue_max: int = DEFAULT_QUEUE_MAX,
         call_timeout_s: float = 15.0,
+        unresolved_attempts: int = DEFAULT_UNRESOLVED_ATTEMPTS,
     ) -> None:
         self._management = management
         self._stats = stats
         self._retry_delay_s = retry_delay_s
+        self._unresolved_attempts = max(2, unresolved_attempts)
+        self._user_closed_at: dict[str, float] = {}  # username -> when a close of all its connections last ran
         self._call_timeout_s = call_timeout_s
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_max)
         self._pending: set[tuple[str, str | None, int]] = set()
@@ -238,9 +291,13 @@ class ConnectionCloser:
 
     async def _run(self, job: _Job) -> None:
         who = f"{job.username[:40]!r}" + (f" (client {job.client_id[:40]!r})" if job.client_id else "")
+        if job.client_id is not None and self._user_closed_at.get(job.username, -1.0) >= job.requested_at:
+            _LOGGER.debug("RabbitMQ: %s was closed with all of the user's connections", who)
+            return
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._call_timeout_s):
-                closed = await self._management.close_user(job.username, job.reason, client_id=job.client_id)
+                result = await self._management.close_user(job.username, job.reason, client_id=job.client_id)
         except (ManagementError, TimeoutError) as exc:
             message = str(exc) or "no answer in time"
             if job.attempt == 1:
@@ -248,19 +305,48 @@ class ConnectionCloser:
                 self._retry(job)
             else:
                 self.failed += 1
-                _LOGGER.error("RabbitMQ: closing %s's connections failed twice, giving up: %s", who, message)
+                _LOGGER.error("RabbitMQ: closing %s's connections failed again, giving up: %s", who, message)
             return
+        if job.client_id is None:
+            self._remember_user_closed(job.username, started)
+        closed = len(result.closed)
         if closed:
             self.closed += closed
             self._stats.closed_connections += closed
             _LOGGER.warning("RabbitMQ: closed %d connection(s) of %s: %s", closed, who, job.reason)
+        if result.unresolved:
+            if job.attempt < self._unresolved_attempts:
+                _LOGGER.debug(
+                    "RabbitMQ: %d connection(s) of %r not in the statistics yet (their client id is unknown): "
+                    "looking again",
+                    len(result.unresolved),
+                    job.username[:40],
+                )
+                self._retry(job)
+            else:
+                self.failed += 1
+                _LOGGER.error(
+                    "RabbitMQ: closing %s's connections: after %d attempts RabbitMQ still does not tell the client "
+                    "id of %d connection(s) of the user; giving up",
+                    who,
+                    job.attempt,
+                    len(result.unresolved),
+                )
+        elif closed:
+            return
         elif job.attempt == 1:
             self._retry(job)  # RabbitMQ may not list a connection that opened a moment ago yet
         else:
             _LOGGER.debug("RabbitMQ: %s has no connection to close", who)
 
+    def _remember_user_closed(self, username: str, at: float) -> None:
+        self._user_closed_at[username] = at
+        if len(self._user_closed_at) > DEFAULT_QUEUE_MAX:  # keep the recent ones only
+            horizon = at - 2 * self._retry_delay_s * self._unresolved_attempts - self._call_timeout_s
+            self._user_closed_at = {u: t for u, t in self._user_closed_at.items() if t >= horizon}
+
     def _retry(self, job: _Job) -> None:
-        again = _Job(job.username, job.client_id, job.reason, job.attempt + 1)
+        again = _Job(job.username, job.client_id, job.reason, job.attempt + 1, job.requested_at)
         self._pending.add((again.username, again.client_id, -1))
 
         async def later() -> None:

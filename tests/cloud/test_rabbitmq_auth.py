@@ -330,15 +330,23 @@ def test_rabbitmq_config_is_checked(tmp_path: Path) -> None:
 
 
 class FakeManagement:
-    """RabbitMQ's management API as an httpx transport: connections per user, DELETE closes; scripted failures."""
+    """RabbitMQ's management API as an httpx transport: connections per user, DELETE closes; scripted failures.
+
+    As in RabbitMQ 3.10, ``/api/connections/username/{user}`` and ``/api/connections/{name}?disable_stats=true``
+    read the connection tracking table (a connection is there as soon as it opens), ``/api/connections/{name}``
+    without it the statistics (a connection is there once ``in_stats`` holds it; only they carry the client id).
+    """
 
     def __init__(self) -> None:
         self.connections: dict[str, dict[str, Any]] = {}
+        self.in_stats: set[str] = set()
         self.failures = 0
         self.calls: list[tuple[str, str]] = []
 
-    def add(self, name: str, user: str, client_id: str) -> None:
+    def add(self, name: str, user: str, client_id: str, *, in_stats: bool = True) -> None:
         self.connections[name] = {"name": name, "user": user, "client_properties": {"client_id": client_id}}
+        if in_stats:
+            self.in_stats.add(name)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.method, request.url.path))
@@ -353,14 +361,16 @@ class FakeManagement:
             return httpx.Response(200, json=items)
         if path.startswith("/api/connections/"):
             name = httpx.URL(str(request.url)).path.removeprefix("/api/connections/")
-            conn = self.connections.get(name)
+            tracked = request.url.params.get("disable_stats") == "true"
+            conn = self.connections.get(name) if tracked or name in self.in_stats else None
             if conn is None:
                 return httpx.Response(404, json={"error": "Object Not Found"})
             if request.method == "DELETE":
                 assert request.headers["x-reason"]
                 del self.connections[name]
+                self.in_stats.discard(name)
                 return httpx.Response(204)
-            return httpx.Response(200, json=conn)
+            return httpx.Response(200, json={"name": name, "user": conn["user"]} if tracked else conn)
         return httpx.Response(404)
 
 
@@ -375,13 +385,65 @@ async def test_management_closes_a_users_connections_or_one_client() -> None:
     fake.add("127.0.0.1:3 -> 127.0.0.1:1883", "alice", "dash-2")
     management = _management(fake)
     try:
-        assert await management.close_user("alice", "revoked", client_id="dash-2") == 1
+        assert (await management.close_user("alice", "revoked", client_id="dash-2")).closed == [
+            "127.0.0.1:3 -> 127.0.0.1:1883"
+        ]
         assert set(fake.connections) == {"127.0.0.1:1 -> 127.0.0.1:1883", "127.0.0.1:2 -> 127.0.0.1:1883"}
-        assert await management.close_user("gw-1", "revoked") == 1
-        assert await management.close_user("gw-1", "revoked") == 0
+        assert len((await management.close_user("gw-1", "revoked")).closed) == 1
+        assert (await management.close_user("gw-1", "revoked")).closed == []
         assert list(fake.connections) == ["127.0.0.1:2 -> 127.0.0.1:1883"]
     finally:
         await management.aclose()
+
+
+async def test_a_connection_not_in_the_statistics_yet_is_closed_by_the_name_the_user_listing_gives() -> None:
+    # RabbitMQ 3.10 lists a new MQTT connection under /api/connections/username/{user} at once, but under
+    # /api/connections/{name} only after its first statistics (seconds later): a plain DELETE answers 404.
+    fake = FakeManagement()
+    fake.add("127.0.0.1:1 -> 127.0.0.1:1883", "gw-1", "gw-1", in_stats=False)
+    fake.add("127.0.0.1:2 -> 127.0.0.1:1883", "alice", "dash-1", in_stats=False)
+    management = _management(fake)
+    try:
+        assert (await management.close_user("gw-1", "revoked")).closed == ["127.0.0.1:1 -> 127.0.0.1:1883"]
+        assert ("DELETE", "/api/connections/127.0.0.1:1 -> 127.0.0.1:1883") in fake.calls
+        # One client's connections: its client id is in the statistics only, so it waits for them.
+        result = await management.close_user("alice", "expired", client_id="dash-1")
+        assert result.closed == [] and result.unresolved == ["127.0.0.1:2 -> 127.0.0.1:1883"]
+        assert await management.client_id_of("127.0.0.1:9 -> 127.0.0.1:1883") is None  # gone
+        fake.in_stats.add("127.0.0.1:2 -> 127.0.0.1:1883")
+        assert (await management.close_user("alice", "expired", client_id="dash-1")).closed == [
+            "127.0.0.1:2 -> 127.0.0.1:1883"
+        ]
+        assert fake.connections == {}
+    finally:
+        await management.aclose()
+
+
+async def test_closer_waits_for_a_client_id_and_skips_clients_a_close_of_the_whole_user_covered() -> None:
+    fake = FakeManagement()
+    fake.add("c1", "alice", "dash-1", in_stats=False)
+    stats = Stats()
+    closer = ConnectionCloser(_management(fake), stats, retry_delay_s=0.05, unresolved_attempts=40)
+    task = asyncio.create_task(closer.run())
+    try:
+        closer.request("alice", "expired", client_id="dash-1")
+        await asyncio.sleep(0.3)  # tried a few times: the client id is not known yet, nothing closed
+        assert "c1" in fake.connections and closer.failed == 0
+        fake.in_stats.add("c1")
+        await asyncio.wait_for(closer.idle(), WAIT)
+        assert fake.connections == {} and closer.closed == 1 and closer.failed == 0
+        # A revocation of the user's token and the expiry of its client's, seen in the same round: one close.
+        fake.add("c2", "gw-1", "gw-1")
+        closer.request("gw-1", "revoked")
+        closer.request("gw-1", "expired", client_id="gw-1")
+        await asyncio.wait_for(closer.idle(), WAIT)
+        assert fake.connections == {} and closer.closed == 2 and stats.closed_connections == 2
+        assert [c for c in fake.calls if c[1] == "/api/connections/username/gw-1"] == [
+            ("GET", "/api/connections/username/gw-1")
+        ]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_closer_retries_once_then_gives_up() -> None:
