@@ -67,6 +67,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/serial.py
 	$(BIN)/python bench/pollers.py
 	$(BIN)/python bench/ble.py
+	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/zigbee.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

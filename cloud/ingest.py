@@ -3,6 +3,8 @@
 amqtt sends PUBACK before it routes a message, so a gateway may delete a batch only on the cloud's own
 ``ack``: it is published after the store's commit (``synchronous=FULL``) returned. A pack that cannot be
 decoded is counted, logged and its batch id sent back as ``rejected`` so the gateway stops sending it.
+Event packs (``events/{batch}``, :mod:`wire.events`) go the same way: decoded, stored once per event id in
+the same commits as the telemetry (with the alert states they drive), then acknowledged or refused.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from cloud.errors import StoreError
 from cloud.stats import Stats
 from cloud.store import EventWrite, PackWrite, Store
 from wire import envelopes, senml, topics
+from wire import events as wire_events
 from wire.errors import PayloadError
+from wire.events import Event
 from wire.reading import Reading
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,7 +51,7 @@ class _Event:
     tenant: str
     gateway: str
     batch: str | None
-    payload: bytes
+    events: Sequence[Event] | None  # None: rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +84,16 @@ class Ingest:
         *,
         on_token: TokenHandler | None = None,
         on_command_result: TokenHandler | None = None,
+        on_reported: TokenHandler | None = None,
+        on_online: Callable[[str, str], None] | None = None,
     ) -> None:
         self._broker = broker
         self._on_token = on_token
         self._on_command_result = on_command_result
+        self._on_reported = on_reported
+        """Takes each ``state/reported`` publish (the fleet registry); must not block."""
+        self._on_online = on_online
+        """Told (tenant, gateway) when a gateway says it is online (the fleet re-sends desired state); no blocking."""
         self._store = store
         self._stats = stats
         self._config = config
@@ -125,7 +135,7 @@ class Ingest:
         if topic.kind == "telemetry":
             return await self._decode(topic, batch, event.payload)
         if topic.kind == "events":
-            return _Event(topic.tenant, topic.gateway, batch, event.payload)
+            return await self._decode_events(topic, batch, event.payload)
         if topic.kind == "health":
             try:
                 health = envelopes.decode_health(event.payload)
@@ -141,7 +151,12 @@ class Ingest:
         if topic.kind == "cmd-result" and self._on_command_result is not None:
             self._on_command_result(topic, event.payload, event.principal)
             return None
+        if topic.kind == "state" and topic.tail == "reported" and self._on_reported is not None:
+            self._on_reported(topic, event.payload, event.principal)
+            return None
         if topic.kind == "status":
+            if event.payload == envelopes.ONLINE and self._on_online is not None:
+                self._on_online(topic.tenant, topic.gateway)
             if event.payload in (envelopes.ONLINE, envelopes.OFFLINE):
                 return _GatewayUpdate(topic.tenant, topic.gateway, online=event.payload == envelopes.ONLINE)
             self._stats.bad_envelopes += 1
@@ -171,6 +186,27 @@ class Ingest:
             )
             return _Pack(topic.tenant, topic.gateway, batch, None)
         return _Pack(topic.tenant, topic.gateway, batch, readings)
+
+    async def _decode_events(self, topic: topics.Topic, batch: str | None, payload: bytes) -> _Event:
+        try:
+            if len(payload) > self._config.max_pack_bytes:
+                raise PayloadError(f"an event pack of {len(payload)} bytes is over {self._config.max_pack_bytes}")
+            if len(payload) > INLINE_DECODE_BYTES:
+                decoded = await asyncio.to_thread(wire_events.decode, payload)
+            else:
+                decoded = wire_events.decode(payload)
+        except PayloadError as exc:
+            self._stats.rejected_event_packs += 1
+            _LOGGER.warning(
+                "rejected event pack %r from %s/%s (%d bytes): %s",
+                batch,
+                topic.tenant,
+                topic.gateway,
+                len(payload),
+                exc.reason,
+            )
+            return _Event(topic.tenant, topic.gateway, batch, None)
+        return _Event(topic.tenant, topic.gateway, batch, decoded)
 
     # -- batching and committing ---------------------------------------------------------------------------------
 
@@ -209,19 +245,18 @@ class Ingest:
         events = [i for i in items if isinstance(i, _Event)]
         if packs or events:
             try:
-                inserted = await self._store.commit(
+                inserted, new_events = await self._store.commit_all(
                     [PackWrite(p.tenant, p.gateway, p.readings or (), rejected=p.readings is None) for p in packs],
-                    [EventWrite(e.tenant, e.gateway, e.batch, e.payload) for e in events],
+                    [EventWrite(e.tenant, e.gateway, e.events or (), rejected=e.events is None) for e in events],
                     now=time.time(),
                 )
             except StoreError as exc:
                 # Nothing is acknowledged: the gateways send these batches again.
                 self.last_store_error = str(exc)
-                _LOGGER.error("store commit failed, %d packs not acknowledged: %s", len(packs), exc)
-                inserted = None
-            if inserted is not None:
+                _LOGGER.error("store commit failed, %d packs not acknowledged: %s", len(packs) + len(events), exc)
+            else:
                 self.last_store_error = None
-                await self._acknowledge(packs, events, inserted)
+                await self._acknowledge(packs, events, inserted, new_events)
         for update in (i for i in items if isinstance(i, _GatewayUpdate)):
             try:
                 if update.online is not None:
@@ -231,7 +266,9 @@ class Ingest:
             except StoreError as exc:
                 _LOGGER.error("cannot record the state of gateway %s/%s: %s", update.tenant, update.gateway, exc)
 
-    async def _acknowledge(self, packs: list[_Pack], events: list[_Event], inserted: list[int]) -> None:
+    async def _acknowledge(
+        self, packs: list[_Pack], events: list[_Event], inserted: list[int], new_events: list[int]
+    ) -> None:
         stats = self._stats
         stats.commits += 1
         acks: dict[tuple[str, str], _Acks] = {}
@@ -243,10 +280,14 @@ class Ingest:
             if pack.batch is not None:
                 ack = acks.setdefault((pack.tenant, pack.gateway), _Acks())
                 (ack.batches if pack.readings is not None else ack.rejected).append(pack.batch)
-        for event in events:
-            stats.events += 1
-            if event.batch is not None:
-                acks.setdefault((event.tenant, event.gateway), _Acks()).batches.append(event.batch)
+        for pack_of_events, n in zip(events, new_events, strict=True):
+            if pack_of_events.events is not None:
+                stats.event_packs += 1
+                stats.events += n
+                stats.event_duplicates += len(pack_of_events.events) - n
+            if pack_of_events.batch is not None:
+                ack = acks.setdefault((pack_of_events.tenant, pack_of_events.gateway), _Acks())
+                (ack.batches if pack_of_events.events is not None else ack.rejected).append(pack_of_events.batch)
         for (tenant, gateway), ack in acks.items():
             try:
                 await self._broker.publish(
@@ -264,4 +305,6 @@ class Ingest:
 def _size(item: _Item) -> int:
     if isinstance(item, _Pack):
         return max(1, len(item.readings or ()))
+    if isinstance(item, _Event):
+        return max(1, len(item.events or ()))
     return 1

@@ -28,8 +28,12 @@ from cloud.broker.rabbitmq_admin import ConnectionClosing
 from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
 from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
+from cloud.events_api import events_router
 from cloud.fleet.commands import CommandCenter
+from cloud.fleet.fleet_routes import fleet_router
+from cloud.fleet.registry import FleetRegistry
 from cloud.fleet.routes import commands_router
+from cloud.fleet.service import FleetService
 from cloud.identity.mqtt_refresh import MqttTokenRefresher
 from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
@@ -126,6 +130,8 @@ class CloudServer:
             MqttTokenRefresher(self.identity, self._publish_token_result) if self.identity is not None else None
         )
         self.commands = CommandCenter(config.store.path.parent / "fleet.sqlite", self.broker)
+        self.registry = FleetRegistry(config.store.path.parent / "fleet.sqlite")
+        self.fleet = FleetService(self.store, self.registry, self.commands, self.broker, self.identity)
         self.ingest = Ingest(
             self.broker,
             self.store,
@@ -133,6 +139,8 @@ class CloudServer:
             config.ingest,
             on_token=self.token_refresher.submit if self.token_refresher is not None else None,
             on_command_result=self.commands.on_result,
+            on_reported=self.fleet.on_reported,
+            on_online=self.fleet.on_online,
         )
         self.rabbitmq_auth: RabbitMQAuth | None = (
             RabbitMQAuth(
@@ -183,6 +191,9 @@ class CloudServer:
         self._stack.push_async_callback(deadline.run, "store", self.store.close)
         await self.commands.open()
         self._stack.push_async_callback(deadline.run, "commands", self.commands.close)
+        await self.registry.open()
+        self._stack.push_async_callback(deadline.run, "fleet registry", self.registry.close)
+        self._stack.push_async_callback(deadline.run, "fleet", self.fleet.close)
         if self.identity is not None:
             await self.identity.open()
             self._stack.push_async_callback(deadline.run, "identity", self.identity.close)
@@ -213,6 +224,8 @@ class CloudServer:
             )
         )
         app.include_router(commands_router(self.commands))
+        app.include_router(fleet_router(self.fleet))
+        app.include_router(events_router(self.store))
         if self.rabbitmq_auth is not None:  # RabbitMQ's HTTP auth backend (docs/rabbitmq.md)
             app.include_router(rabbitmq_auth_router(self.rabbitmq_auth))
         self._start_rabbitmq_closing(deadline)

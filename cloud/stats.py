@@ -19,10 +19,16 @@ class Stats:
     rejected_packs: int = 0
     """Packs that could not be decoded (their batch ids are sent back as ``rejected``)."""
     events: int = 0
-    """Event payloads stored."""
+    """Events newly stored."""
+    event_duplicates: int = 0
+    """Events received again (re-sent packs), not stored twice."""
+    event_packs: int = 0
+    """Event packs stored."""
+    rejected_event_packs: int = 0
+    """Event packs that could not be decoded (their batch ids are sent back as ``rejected``)."""
     health_reports: int = 0
     bad_envelopes: int = 0
-    """Health, status or event payloads that could not be read."""
+    """Health or status payloads that could not be read."""
     acks_sent: int = 0
     commits: int = 0
     overflow_dropped: int = 0

@@ -2,7 +2,8 @@
 
 Readings are keyed by (tenant, gateway, sensor, metric, ts in µs) and inserted with ``INSERT OR IGNORE``, so
 a pack sent again is stored once. A commit returns only once SQLite has fsynced it: the ingest acknowledges
-batches to gateways after that.
+batches to gateways after that. Events (and the alert states they drive) are stored in the same commits,
+once per (tenant, gateway, event id): :mod:`cloud.eventstore`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cloud import eventstore
 from cloud.errors import SchemaTooNew, StoreError
+from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
+from wire.events import Event
 from wire.reading import Reading, Value
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE readings (
     tenant  TEXT NOT NULL,
@@ -51,15 +55,9 @@ CREATE TABLE gateways (
     events     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, id)
 );
-CREATE TABLE events (
-    tenant   TEXT NOT NULL,
-    gateway  TEXT NOT NULL,
-    batch    TEXT,
-    received REAL NOT NULL,
-    payload  BLOB NOT NULL
-);
-CREATE UNIQUE INDEX events_by_batch ON events (tenant, gateway, batch) WHERE batch IS NOT NULL;
 """
+# Schema 1 kept event payloads as received in a table ``events``; schema 2 keeps it, renamed, and decodes events.
+_MIGRATE_1_TO_2 = "ALTER TABLE events RENAME TO event_payloads_v1;" + eventstore.SCHEMA
 _UPSERT_GATEWAY = """
 INSERT INTO gateways (tenant, id, last_seen, readings, duplicates, packs, rejected, events)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -82,12 +80,12 @@ class PackWrite:
 
 @dataclass(frozen=True, slots=True)
 class EventWrite:
-    """One events payload to store as received; idempotent on its batch id."""
+    """One event pack to store, each event once by id (``rejected``: nothing to store, count it)."""
 
     tenant: str
     gateway: str
-    batch: str | None
-    payload: bytes
+    events: Sequence[Event]
+    rejected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +166,20 @@ class Store:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(self.path, version, SCHEMA_VERSION)
-        if version == 0:
+        if version < SCHEMA_VERSION:
+            script = _SCHEMA + eventstore.SCHEMA if version == 0 else _MIGRATE_1_TO_2
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-            _LOGGER.info("created the store at %s (schema %d)", self.path, SCHEMA_VERSION)
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            verb = "created" if version == 0 else f"migrated from schema {version}"
+            _LOGGER.info("%s the store at %s (schema %d)", verb, self.path, SCHEMA_VERSION)
         # Nobody is connected to a broker that has just started.
         conn.execute("UPDATE gateways SET online = 0 WHERE online != 0")
 
@@ -195,9 +199,12 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    def _commit(self, packs: Sequence[PackWrite], events: Sequence[EventWrite], now: float) -> list[int]:
+    def _commit(
+        self, packs: Sequence[PackWrite], events: Sequence[EventWrite], now: float
+    ) -> tuple[list[int], list[int]]:
         conn = self._conn()
         inserted: list[int] = []
+        new_events: list[int] = []
         per_gw: dict[tuple[str, str], list[int]] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -220,21 +227,26 @@ class Store:
                 c[2] += 0 if pack.rejected else 1
                 c[3] += 1 if pack.rejected else 0
             for ev in events:
-                before = conn.total_changes
-                conn.execute(
-                    "INSERT OR IGNORE INTO events (tenant, gateway, batch, received, payload) VALUES (?, ?, ?, ?, ?)",
-                    (ev.tenant, ev.gateway, ev.batch, now, ev.payload),
-                )
-                per_gw.setdefault((ev.tenant, ev.gateway), [0, 0, 0, 0, 0])[4] += conn.total_changes - before
+                n = eventstore.insert(conn, ev.tenant, ev.gateway, ev.events, now)
+                new_events.append(n)
+                c = per_gw.setdefault((ev.tenant, ev.gateway), [0, 0, 0, 0, 0])
+                c[3] += 1 if ev.rejected else 0
+                c[4] += n
             conn.executemany(_UPSERT_GATEWAY, [(t, g, now, *c) for (t, g), c in per_gw.items()])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return inserted
+        return inserted, new_events
 
     async def commit(self, packs: Sequence[PackWrite], events: Sequence[EventWrite] = (), *, now: float) -> list[int]:
         """Store packs and events in one durable transaction; the number of new readings per pack."""
+        return (await self.commit_all(packs, events, now=now))[0]
+
+    async def commit_all(
+        self, packs: Sequence[PackWrite], events: Sequence[EventWrite] = (), *, now: float
+    ) -> tuple[list[int], list[int]]:
+        """Store packs and event packs in one durable transaction; new readings per pack, new events per event pack."""
         try:
             return await self._on(self._writer, self._commit, packs, events, now)
         except sqlite3.Error as exc:
@@ -313,6 +325,41 @@ class Store:
             }
             out.append(GatewayRow(t, i, bool(online), last_seen, json.loads(health) if health else None, counters))
         return out
+
+    async def events(self, query: EventQuery) -> list[EventRow]:
+        """A page of events in (ts, tenant, gateway, id) order."""
+        try:
+            return await self._on(self._reader, lambda: eventstore.select_events(self._conn(), query))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: query failed: {exc}") from exc
+
+    async def alerts(self, query: AlertQuery) -> list[AlertRow]:
+        """Alert states, newest change first."""
+        try:
+            return await self._on(self._reader, lambda: eventstore.select_alerts(self._conn(), query))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: query failed: {exc}") from exc
+
+    async def acknowledge_alert(
+        self, tenant: str, gateway: str | None, key: str, *, by: str, at: float
+    ) -> list[AlertRow]:
+        """Record an operator's acknowledgement; the alerts matched (changed only when exactly one matched)."""
+
+        def job() -> list[AlertRow]:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = eventstore.acknowledge(conn, tenant, gateway, key, by=by, at=at)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return rows
+
+        try:
+            return await self._on(self._writer, job)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed: {exc}") from exc
 
     async def gateways(self, tenant: str | None = None) -> list[GatewayRow]:
         """Every gateway the store knows (of one tenant)."""

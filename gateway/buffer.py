@@ -15,6 +15,11 @@ The uplink reads with :meth:`DurableBuffer.take` (the oldest readings not alread
 :class:`Batch` with an id) and calls :meth:`DurableBuffer.delete` once the cloud holds a batch.
 In-flight marks live in memory only: after a restart every row is pending again, and the cloud's
 ingest is idempotent on (gateway, sensor, metric, ts), so sending a row twice is harmless.
+
+Events (rule alerts, annotations, device events) have their own queue in the same database and the
+same commits (:mod:`gateway.buffer_events`): :meth:`DurableBuffer.append_events`,
+:meth:`DurableBuffer.take_events`, and :meth:`DurableBuffer.delete` / :meth:`DurableBuffer.release` for
+both kinds of batch. The cloud stores each event once by (gateway, event id).
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypedDict, TypeVar
 
+from gateway import buffer_events
+from gateway.buffer_events import EventBatch, EventQueue
 from gateway.config import BufferSection, DropPolicy
 from gateway.errors import BufferError_, BufferFull
+from wire.events import Event
 from wire.reading import Reading
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,6 +106,14 @@ class BufferStats(TypedDict):
     """Readings appended (stored) since this buffer was opened."""
     commits: int
     """Transactions committed since this buffer was opened."""
+    events_buffered: int
+    """Events in the buffer now (in flight included)."""
+    events_bytes: int
+    events_inflight: int
+    events_dropped: int
+    """Events dropped because the event queue was full, since the database was created."""
+    events_received: int
+    """Events appended (stored) since this buffer was opened."""
 
 
 @dataclass(slots=True)
@@ -107,9 +123,16 @@ class _Append:
 
 
 @dataclass(slots=True)
+class _AppendEvents:
+    rows: list[buffer_events.Row]
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
 class _Delete:
     ranges: list[tuple[int, int]]
     future: asyncio.Future[int]
+    event_ranges: list[tuple[int, int]]
 
 
 @dataclass(slots=True)
@@ -118,6 +141,7 @@ class _Outcome:
 
     appended: list[int | BaseException]
     deleted: list[int]
+    events_appended: list[int | BaseException]
 
 
 class DurableBuffer:
@@ -127,7 +151,8 @@ class DurableBuffer:
     readings that do not fit are not stored: they are counted in ``dropped_full``, never silent.
     With ``refuse`` it raises :class:`gateway.errors.BufferFull` (the readings are counted as
     ``dropped_full`` too, since the gateway did not keep them). ``drop-oldest`` (the default) deletes
-    the oldest rows, in flight or not, to make room.
+    the oldest rows, in flight or not, to make room. Events follow the same policy within their own
+    bounds (``max_events``, ``max_event_bytes``).
     """
 
     def __init__(
@@ -138,6 +163,8 @@ class DurableBuffer:
         max_age_s: float = 7 * 86400.0,
         policy: DropPolicy = "drop-oldest",
         commit_interval_ms: float = 2.0,
+        max_events: int = 10_000,
+        max_event_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
@@ -173,6 +200,10 @@ class DurableBuffer:
         self._inflight_readings = 0
         self._returned: collections.deque[tuple[int, int]] = collections.deque()
         self._take_lock = asyncio.Lock()
+        self._events = EventQueue(
+            max_events=max_events, max_bytes=max_event_bytes, policy=policy, boot=self._boot, path=self.path
+        )
+        self._event_appends: list[_AppendEvents] = []
 
     @classmethod
     def from_config(cls, path: Path, section: BufferSection) -> DurableBuffer:
@@ -203,7 +234,15 @@ class DurableBuffer:
         self._writer_task = asyncio.get_running_loop().create_task(self._writer(), name="roost-buffer-writer")
         if self._count:
             self._data.set()
-        _LOGGER.info("buffer %s open: %d readings (%d bytes) pending", self.path, self._count, self._bytes)
+        if self._events.count:
+            self._events.data.set()
+        _LOGGER.info(
+            "buffer %s open: %d readings (%d bytes) and %d events pending",
+            self.path,
+            self._count,
+            self._bytes,
+            self._events.count,
+        )
 
     async def close(self) -> None:
         """Commit what is queued, checkpoint the WAL and close; later appends raise BufferError_."""
@@ -246,6 +285,21 @@ class DurableBuffer:
         self._wake.set()
         await fut
 
+    async def append_events(self, events: Sequence[Event]) -> None:
+        """Return once ``events`` are committed and fsynced (or dropped by the policy); may raise BufferFull.
+
+        Raises wire's PayloadError (a ValueError) for an event the cloud would refuse, before storing any.
+        """
+        if not events:
+            return
+        if not self._open or self._closing:
+            raise BufferError_(f"buffer {self.path} is closed")
+        rows = buffer_events.encode_rows(events)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._event_appends.append(_AppendEvents(rows, fut))
+        self._wake.set()
+        await fut
+
     # ----------------------------------------------------------------- reading side (the uplink)
 
     @property
@@ -285,6 +339,29 @@ class DurableBuffer:
             self._mark = hi + 1
             return self._new_batch(batch_rows, lo, hi)
 
+    @property
+    def pending_events(self) -> int:
+        """Events buffered and not in flight."""
+        return self._events.pending
+
+    async def wait_events(self, timeout: float | None = None) -> bool:
+        """Wait until an event is pending (True) or ``timeout`` passes (False)."""
+        return await self._events.wait(timeout)
+
+    async def take_events(self, max_events: int) -> EventBatch | None:
+        """Mark the oldest (up to) ``max_events`` events not in flight as a batch (id ``ev-...``), or None."""
+        if not self._open:
+            raise BufferError_(f"buffer {self.path} is closed")
+        return await self._events.take(self._run_with_conn, max_events)
+
+    async def _run_with_conn(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await self._run(lambda: fn(self._live_conn(), *args))
+
+    def _live_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BufferError_(f"buffer {self.path} is closed")
+        return self._conn
+
     def _new_batch(self, rows: list[tuple[int, Reading]], lo: int, hi: int) -> Batch:
         self._seq += 1
         batch_id = f"{self._boot}-{self._seq}"
@@ -293,24 +370,30 @@ class DurableBuffer:
         return Batch(id=batch_id, readings=[r for _, r in rows], first_row=lo, last_row=hi)
 
     async def delete(self, batch_ids: Iterable[str]) -> int:
-        """Delete the rows of acknowledged batches (unknown ids are ignored); return how many rows went."""
+        """Delete the rows of acknowledged batches, readings' or events' (unknown ids are ignored); how many went."""
         ranges: list[tuple[int, int]] = []
+        event_ids: list[str] = []
         for batch_id in batch_ids:
             entry = self._inflight.pop(batch_id, None)
             if entry is not None:
                 ranges.append((entry[0], entry[1]))
                 self._inflight_readings -= entry[2]
-        if not ranges:
+            elif self._events.owns(batch_id):
+                event_ids.append(batch_id)
+        event_ranges = self._events.pop(event_ids) if event_ids else []
+        if not ranges and not event_ranges:
             return 0
         if not self._open or self._closing:
             raise BufferError_(f"buffer {self.path} is closed")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._deletes.append(_Delete(ranges, fut))
+        self._deletes.append(_Delete(ranges, fut, event_ranges))
         self._wake.set()
         return await fut
 
     def release(self, batch_ids: Iterable[str]) -> None:
         """Put batches back (not acknowledged, not to be sent under these ids): the next takes return them first."""
+        batch_ids = list(batch_ids)
+        self._events.release(b for b in batch_ids if self._events.owns(b))
         returned = list(self._returned)
         for batch_id in batch_ids:
             entry = self._inflight.pop(batch_id, None)
@@ -322,8 +405,8 @@ class DurableBuffer:
             self._data.set()
 
     def inflight_batches(self) -> list[str]:
-        """Ids of the batches taken and neither deleted nor released."""
-        return list(self._inflight)
+        """Ids of the batches (readings' and events') taken and neither deleted nor released."""
+        return [*self._inflight, *self._events.inflight_batches()]
 
     async def expire(self) -> int:
         """Drop readings older than ``max_age_s`` now (the writer also does it periodically); return how many."""
@@ -342,6 +425,11 @@ class DurableBuffer:
             "dropped_age": self._dropped_age,
             "received": self._received,
             "commits": self._commits,
+            "events_buffered": self._events.count,
+            "events_bytes": self._events.bytes,
+            "events_inflight": self._events.inflight_events,
+            "events_dropped": self._events.dropped_full,
+            "events_received": self._events.received,
         }
 
     # ----------------------------------------------------------------- the writer task
@@ -350,35 +438,44 @@ class DurableBuffer:
         sweep_every = min(60.0, max(1.0, self.max_age_s / 10)) if self.max_age_s else None
         last_start = 0.0
         while True:
-            if not (self._appends or self._deletes or self._closing):
+            if not (self._appends or self._deletes or self._event_appends or self._closing):
                 try:
                     async with asyncio.timeout(sweep_every):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
             self._wake.clear()
-            if not self._closing and (self._appends or self._deletes):
+            if not self._closing and (self._appends or self._deletes or self._event_appends):
                 # Commits start at most every commit_interval: under load a commit takes longer than that and
                 # the next one starts at once with everything queued meanwhile; a lone append waits at most
                 # the interval. sleep(0) lets appenders that are ready in this loop iteration join.
                 await asyncio.sleep(max(0.0, last_start + self.commit_interval_s - time.monotonic()))
             appends, self._appends = self._appends, []
             deletes, self._deletes = self._deletes, []
+            event_appends, self._event_appends = self._event_appends, []
             sweep = sweep_every is not None and time.monotonic() - self._last_sweep >= sweep_every
-            if appends or deletes or sweep:
+            if appends or deletes or event_appends or sweep:
                 last_start = time.monotonic()
-                await self._commit(appends, deletes, sweep)
-            if self._closing and not self._appends and not self._deletes:
+                await self._commit(appends, deletes, sweep, event_appends)
+            if self._closing and not self._appends and not self._deletes and not self._event_appends:
                 return
 
-    async def _commit(self, appends: list[_Append], deletes: list[_Delete], sweep: bool) -> None:
+    async def _commit(
+        self, appends: list[_Append], deletes: list[_Delete], sweep: bool, event_appends: list[_AppendEvents]
+    ) -> None:
         try:
             outcome = await self._run(
-                self._commit_job, [a.readings for a in appends], [d.ranges for d in deletes], sweep
+                self._commit_job,
+                [a.readings for a in appends],
+                [d.ranges for d in deletes],
+                sweep,
+                [e.rows for e in event_appends],
+                [d.event_ranges for d in deletes],
             )
         except BaseException as exc:
             err = exc if isinstance(exc, BufferError_) else BufferError_(f"buffer {self.path}: commit failed: {exc}")
             futures: list[asyncio.Future[Any]] = [a.future for a in appends] + [d.future for d in deletes]
+            futures += [e.future for e in event_appends]
             for fut in futures:
                 if not fut.done():
                     fut.set_exception(err)
@@ -398,6 +495,14 @@ class DurableBuffer:
                 d.future.set_result(n)
         if any(isinstance(n, int) and n for n in outcome.appended):
             self._data.set()
+        for e, res in zip(event_appends, outcome.events_appended, strict=True):
+            if not e.future.done():
+                if isinstance(res, BaseException):
+                    e.future.set_exception(res)
+                else:
+                    e.future.set_result(None)
+        if any(isinstance(n, int) and n for n in outcome.events_appended):
+            self._events.data.set()
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._executor is None:
@@ -419,7 +524,7 @@ class DurableBuffer:
             if str(mode).lower() != "wal":
                 raise BufferError_(f"buffer database {self.path}: WAL mode is not available here (got {mode!r})")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + buffer_events.SCHEMA)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -429,6 +534,7 @@ class DurableBuffer:
             count, size, max_id = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0), MAX(id) FROM readings"
             ).fetchone()
+            self._events.load_job(conn, meta)
         except sqlite3.Error as exc:
             conn.close()
             raise BufferError_(f"cannot use buffer database {self.path}: {exc}") from exc
@@ -493,12 +599,20 @@ class DurableBuffer:
         return len(sizes)
 
     def _commit_job(
-        self, appends: list[Sequence[Reading]], deletes: list[list[tuple[int, int]]], sweep: bool
+        self,
+        appends: list[Sequence[Reading]],
+        deletes: list[list[tuple[int, int]]],
+        sweep: bool,
+        event_appends: list[list[buffer_events.Row]],
+        event_deletes: list[list[tuple[int, int]]],
     ) -> _Outcome:
         conn = self._conn
         if conn is None:
             raise BufferError_(f"buffer {self.path} is closed")
         count0, bytes0, next_id0 = self._count, self._bytes, self._next_id
+        events0 = self._events.snapshot()
+        events_appended: list[int | BaseException] = []
+        events_dropped = 0
         cutoff = round((time.time() - self.max_age_s) * 1_000_000) if self.max_age_s else None
         dropped_full = dropped_age = 0
         appended: list[int | BaseException] = []
@@ -542,11 +656,17 @@ class DurableBuffer:
                 dropped_full += self._trim_oldest(conn, self._bytes - self.max_bytes)
             if dropped_full or dropped_age:
                 self._write_meta(conn, self._dropped_full + dropped_full, self._dropped_age + dropped_age)
+            for i, event_ranges in enumerate(event_deletes):
+                if event_ranges:
+                    deleted[i] += self._events.delete_job(conn, event_ranges)
+            if event_appends:
+                events_appended, events_dropped = self._events.append_job(conn, event_appends)
             conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._count, self._bytes, self._next_id = count0, bytes0, next_id0
+            self._events.restore(events0)
             if isinstance(exc, sqlite3.Error):
                 raise BufferError_(f"buffer {self.path}: commit failed: {exc}") from exc
             raise
@@ -556,7 +676,9 @@ class DurableBuffer:
         self._dropped_age += dropped_age
         self._note_full_drops(dropped_full)
         self._note_age_drops(dropped_age)
-        return _Outcome(appended, deleted)
+        if event_appends:
+            self._events.committed(events_appended, events_dropped)
+        return _Outcome(appended, deleted, events_appended)
 
     def _rows(self, readings: Sequence[Reading], cutoff: int | None) -> tuple[list[_Row], int, int]:
         rows: list[_Row] = []
@@ -667,4 +789,4 @@ def default_path(state_dir: Path) -> Path:
     return state_dir / "buffer.sqlite"
 
 
-__all__ = ["Batch", "BufferStats", "DurableBuffer", "default_path"]
+__all__ = ["Batch", "BufferStats", "DurableBuffer", "EventBatch", "default_path"]

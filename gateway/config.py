@@ -16,6 +16,8 @@ from gateway.adapters.chips.config import I2cChipSection, PollingSection, SpiChi
 from gateway.adapters.modbus.config import ModbusPortSection
 from gateway.adapters.modbus.config import check_ports as check_modbus_ports
 from gateway.adapters.serial.config import SerialPortSection, check_ports
+from gateway.adapters.zigbee.config import ZigbeeSection
+from gateway.dm.config import DmSection
 from gateway.dm.ota.config import UpdateSection
 from gateway.errors import ConfigError
 from wire import typedconfig
@@ -201,6 +203,10 @@ class AdaptersSection:
     ble: BleSection = doc(
         "BLE adapter (bleak): advertisements and GATT reads (docs/ble.md)", default_factory=BleSection
     )
+    zigbee: ZigbeeSection = doc(
+        "Zigbee adapter (zigpy): coordinator radio, network backup, pairing (docs/zigbee.md)",
+        default_factory=ZigbeeSection,
+    )
 
     def __post_init__(self) -> None:
         check_chips(self.i2c, self.spi)
@@ -215,6 +221,20 @@ class AdaptersSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RulesSection:
+    """The rules engine (docs/rules.md): rule files run on the gateway, reloaded when they change."""
+
+    files: tuple[Path, ...] = doc(
+        "Rule files (TOML) to run (relative to this file); the cloud's pushed rules run too", default=()
+    )
+    tick_s: float = doc("Seconds between timer ticks (windows closing, absence, 'for at least')", default=0.5)
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.tick_s <= 60:
+            raise ConfigValueError("tick_s", "must be between 0.05 and 60 seconds")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
     """The whole gateway config file."""
 
@@ -224,10 +244,12 @@ class GatewayConfig:
     uplink: UplinkSection = doc("Uplink batching", default_factory=UplinkSection)
     buffer: BufferSection = doc("Durable buffer", default_factory=BufferSection)
     adapters: AdaptersSection = doc("Adapters", default_factory=AdaptersSection)
+    paired: tuple[str, ...] = doc("Sensor ids allowed when an adapter's accept is 'paired'", default=())
+    dm: DmSection = doc("Device management: privileged actions, network, roll-back, logs", default_factory=DmSection)
+    rules: RulesSection = doc("Rules engine", default_factory=RulesSection)
     update: UpdateSection = doc(
         "Software updates: A/B slots, signed bundles (docs/ota.md)", default_factory=UpdateSection
     )
-    paired: tuple[str, ...] = doc("Sensor ids allowed when an adapter's accept is 'paired'", default=())
 
     @property
     def buffer_path(self) -> Path:

@@ -15,16 +15,24 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway import identity
+from gateway.actuation import Actuators
 from gateway.adapters.base import Adapter
 from gateway.buffer import DurableBuffer
 from gateway.config import GatewayConfig
-from gateway.dm.agent import build_dispatcher, heartbeat
+from gateway.dm.agent import heartbeat
 from gateway.enrollment import TokenCredentials
+from gateway.errors import GatewayError
 from gateway.hub import Hub
 from gateway.pairing import Pairing
+from gateway.registry import Registry
+from gateway.rules_runner import RulesRunner
 from gateway.uplink import Uplink
+
+if TYPE_CHECKING:
+    from gateway.dm.runtime import DmRuntime
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,13 +50,17 @@ class Daemon:
     started: float = field(default_factory=time.time)
     identity: TokenCredentials | None = None
     """Enrollment and tokens, when the gateway uses its own identity (no ``cloud.password_file``)."""
+    rules: RulesRunner | None = None
+    """The rules engine's runner (its counters go into the heartbeat)."""
 
     def rejected(self) -> int:
         """Inputs refused by every adapter since start."""
         return sum(a.rejected_total for a in self.adapters)
 
 
-def _build_adapters(config: GatewayConfig, hub: Hub, pairing: Pairing) -> list[Adapter]:
+def _build_adapters(
+    config: GatewayConfig, hub: Hub, pairing: Pairing, registry: Registry | None = None
+) -> list[Adapter]:
     adapters: list[Adapter] = []
     if config.adapters.coap.enabled:
         # Imported only when configured: each radio's or protocol's library costs memory on a Pi.
@@ -78,7 +90,20 @@ def _build_adapters(config: GatewayConfig, hub: Hub, pairing: Pairing) -> list[A
 
         counters = config.gateway.state_dir / "ble-counters.json"
         adapters.append(BleAdapter(config.adapters.ble, hub, pairing, counters_file=counters))
+    if config.adapters.zigbee.enabled:
+        from gateway.adapters.zigbee.adapter import ZigbeeAdapter  # imports zigpy (about 48 MB)
+
+        state_dir = config.gateway.state_dir
+        adapters.append(ZigbeeAdapter(config.adapters.zigbee, hub, state_dir=state_dir, registry=registry))
     return adapters
+
+
+def _control(config: GatewayConfig, adapters: list[Adapter], registry: Registry) -> list[asyncio.Task[None]]:
+    """The local control socket: ``roost gateway pair``, ``devices`` and ``label`` talk to the daemon through it."""
+    from gateway.control import SOCKET_NAME, ControlServer, handlers_for
+
+    server = ControlServer(config.gateway.state_dir / SOCKET_NAME, handlers_for(list(adapters), registry))
+    return [asyncio.create_task(server.run(), name="control socket")]
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]], deadline: float, what: str) -> None:
@@ -89,6 +114,16 @@ async def _cancel_all(tasks: list[asyncio.Task[None]], deadline: float, what: st
     _done, busy = await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()))
     for t in busy:
         _LOGGER.warning("%s %s is still busy at the shutdown deadline", what, t.get_name())
+
+
+def _token_credentials(config: GatewayConfig) -> TokenCredentials | None:
+    """Token credentials unless a password is configured, or enrollment is off and no tokens are stored."""
+    if config.cloud.password_file is not None:
+        return None
+    store = identity.IdentityStore(config.gateway.state_dir)
+    if config.identity.enroll == "off" and not (store.folder / identity.TOKENS_FILE).exists():
+        return None
+    return TokenCredentials(config, store)
 
 
 def _probation(config: GatewayConfig, uplink: Uplink, parts: list[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
@@ -104,18 +139,30 @@ def _probation(config: GatewayConfig, uplink: Uplink, parts: list[asyncio.Task[N
     return [asyncio.create_task(confirm, name="update probation")]
 
 
-def _token_credentials(config: GatewayConfig) -> TokenCredentials | None:
-    """Token credentials unless a password is configured, or enrollment is off and no tokens are stored."""
-    if config.cloud.password_file is not None:
-        return None
-    store = identity.IdentityStore(config.gateway.state_dir)
-    if config.identity.enroll == "off" and not (store.folder / identity.TOKENS_FILE).exists():
-        return None
-    return TokenCredentials(config, store)
-
-
 async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None = None) -> None:
-    """Run the gateway until cancelled, then shut down within ``gateway.shutdown_timeout_s``."""
+    """Run the gateway until cancelled, then shut down within ``gateway.shutdown_timeout_s``.
+
+    Device management may restart the parts in-process (a new config from the cloud, lock, unlock, wipe,
+    a fake reboot): each restart is a new *generation* of the parts (docs/device-management.md).
+    """
+    from gateway.dm.runtime import MAX_GENERATIONS, DmRuntime
+
+    dm = DmRuntime(config)
+    await dm.open()
+    for _ in range(MAX_GENERATIONS):
+        effective = dm.effective()
+        await _run_parts(effective, dm, ready=ready)
+        if not dm.manager.restart.is_set():
+            return
+        if not await dm.after(effective):
+            await asyncio.Event().wait()  # factory state without credentials: idle until stopped
+    raise GatewayError(f"restarted its parts {MAX_GENERATIONS} times: exiting for the service manager")
+
+
+async def _run_parts(config: GatewayConfig, dm: DmRuntime, *, ready: Callable[[Daemon], None] | None) -> None:
+    """One generation of the parts, until cancelled, a part fails, or device management restarts them."""
+    from gateway.dm.runtime import RestartParts
+
     state_dir = config.gateway.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
@@ -125,10 +172,17 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
     pairing = Pairing(config.paired, accept_any=coap.accept == "any")
     async with DurableBuffer.from_config(config.buffer_path, config.buffer) as buffer:
         hub = Hub(buffer)
-        adapters = _build_adapters(config, hub, pairing)
+        registry = Registry.in_state_dir(state_dir)
+        adapters = _build_adapters(config, hub, pairing, registry)
+        rules_runner = RulesRunner(
+            hub,
+            [*config.rules.files, state_dir / "dm" / "rules.toml"],
+            actuators=lambda: Actuators(adapters),
+            tick_s=config.rules.tick_s,
+        )
         daemon_ref: list[Daemon] = []
         tokens = _token_credentials(config)
-        agent = build_dispatcher(lambda: daemon_ref[0] if daemon_ref else None)
+        agent = dm.dispatcher()
         if config.update.root is not None:  # software updates (docs/ota.md)
             from gateway.dm.ota import command as ota_command
 
@@ -143,32 +197,37 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             tenant=config.gateway.tenant,
             cloud=config.cloud,
             uplink=config.uplink,
-            buffer=buffer,
+            buffer=dm.data_source(buffer),
             state_dir=state_dir,
             extra_counters=lambda: {"rejected": daemon_ref[0].rejected() if daemon_ref else 0},
             credentials=tokens,
             commands=on_command,
             extra_health=lambda: heartbeat(daemon_ref[0]) if daemon_ref else {},
+            desired=dm.manager.on_desired,
+            reported=dm.manager.reported_payload,
         )
         if tokens is not None:
             tokens.use_channel(uplink)
-        daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters, identity=tokens)
+        daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters, identity=tokens, rules=rules_runner)
         daemon_ref.append(daemon)
+        dm.attach(daemon, tokens)
         _LOGGER.info("Gateway %s (tenant %s) starting; buffer %s", gw_id, config.gateway.tenant, config.buffer_path)
         uplink_task = asyncio.create_task(uplink.run(), name="uplink")
         adapter_tasks = [asyncio.create_task(a.run(), name=f"adapter {a.name}") for a in adapters]
+        adapter_tasks += _control(config, adapters, registry)
+        adapter_tasks.append(asyncio.create_task(rules_runner.run(), name="rules"))
         identity_tasks = [asyncio.create_task(tokens.run(), name="identity")] if tokens is not None else []
         probation = _probation(config, uplink, adapter_tasks)
+        dm_tasks = dm.tasks(uplink)
         if ready is not None:
             ready(daemon)
         try:
             # Run until cancelled, or until a part fails for good (it is logged and the daemon exits).
-            done, _ = await asyncio.wait(
-                [uplink_task, *adapter_tasks, *identity_tasks, *probation], return_when=asyncio.FIRST_EXCEPTION
-            )
+            parts = [uplink_task, *adapter_tasks, *identity_tasks, *probation, *dm_tasks]
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
                 exc = None if t.cancelled() else t.exception()
-                if exc is not None:
+                if exc is not None and not isinstance(exc, RestartParts):
                     _LOGGER.error("%s failed: %s", t.get_name(), exc)
                     raise exc
         finally:
@@ -177,6 +236,8 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
             await _cancel_all(adapter_tasks, deadline, "adapter")
             await _cancel_all(identity_tasks, deadline, "identity")
             await _cancel_all(probation, deadline, "update probation")
+            await _cancel_all(dm_tasks, deadline, "device management")
+            registry.close()
             hub.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +44,8 @@ SLOW_DOWN_S = 5.0
 """RFC 8628 §3.5: each slow_down adds 5 seconds to the polling interval."""
 MAX_RETRY_S = 60.0
 REFUSED_REFRESH_GAP_S = 30.0
+WIPE_DESCRIPTION = "revoked: wipe"
+"""The token endpoint's ``error_description`` for a gateway revoked as stolen: it wipes itself."""
 
 
 class RotationFailed(UplinkError):
@@ -89,6 +91,8 @@ class TokenCredentials:
         self.rotations = 0
         """Key pairs rotated since start."""
         self._rotation: asyncio.Future[dict[str, object]] | None = None
+        self.on_wipe: Callable[[str], None] | None = None
+        """Called when the cloud says this gateway was revoked as stolen (``error_description`` "revoked: wipe")."""
 
     def use_channel(self, channel: TokenChannel) -> None:
         """Refresh over this MQTT connection when the token endpoint cannot be reached."""
@@ -482,6 +486,9 @@ class TokenCredentials:
         except OSError as err:
             _LOGGER.error("identity: cannot delete the dead tokens: %s", err)
         await self._status({"state": "revoked", "error": exc.error})
+        if exc.description.startswith(WIPE_DESCRIPTION) and self.on_wipe is not None:
+            _LOGGER.error("identity: the cloud revoked this gateway as stolen: wiping it")
+            self.on_wipe("the cloud revoked this gateway as stolen")
 
 
 def _refresh_in(tokens: Tokens, refresh_at: float, now: float) -> float:

@@ -142,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
             case "operator-enable":
                 out = admin.enable_operator(db, args.tenant, args.username)
             case "gateway-revoke":
-                out = {"gateway": args.gateway_id, "tokens_revoked": admin.revoke_gateway(db, args.gateway_id)}
+                revoked = admin.revoke_gateway(db, args.gateway_id, stolen=args.stolen, reason=args.reason)
+                out = {"gateway": args.gateway_id, "tokens_revoked": revoked, "stolen": args.stolen}
+            case "hardware-allow":
+                out = {"hardware_id": args.hardware_id, "gateways": admin.allow_hardware(db, args.hardware_id)}
             case "key-rotate":
                 out = {"kid": admin.rotate_signing_key(db)}
             case "list":
@@ -203,6 +206,14 @@ def add_parser(cloud_actions: Any) -> None:
     c.add_argument("--tenant", required=True)
     c = sub.add_parser("gateway-revoke", help="revoke a gateway: its tokens stop working")
     c.add_argument("gateway_id")
+    c.add_argument(
+        "--stolen",
+        action="store_true",
+        help="also block its hardware id from enrolling again and tell it to wipe itself at its next refresh",
+    )
+    c.add_argument("--reason", default="", help="why (kept with the block)")
+    c = sub.add_parser("hardware-allow", help="let a hardware id blocked as stolen enroll again")
+    c.add_argument("hardware_id")
     sub.add_parser("key-rotate", help="start signing with a new key (old tokens keep verifying until they expire)")
     c = sub.add_parser("list", help="list tenants, operators, clients, gateways and claim tokens")
     c.add_argument("--tenant")

@@ -120,6 +120,12 @@ def _decode_ble(args: argparse.Namespace) -> int:
     return decode_ble_command(args)
 
 
+def _decode_zcl(args: argparse.Namespace) -> int:
+    from roost.decode import decode_zcl_command
+
+    return decode_zcl_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     p = argparse.ArgumentParser(prog="roost", description="Roost edge gateway: demo, gateway, cloud and tools.")
@@ -148,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import update_cli
 
     update_cli.add_parsers(gw)
+    from roost import gateway_cli
+
+    gateway_cli.add_parsers(gw)
 
     cl = sub.add_parser("cloud", help="the cloud companion").add_subparsers(dest="cl", required=True, metavar="ACTION")
     serve = cl.add_parser("serve", help="run the cloud (broker, ingest, store, API) in one process")
@@ -163,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import bundle_cli
 
     bundle_cli.add_parser(sub)
+
+    from roost import rules_cli
+
+    rules_cli.add_parser(sub)
 
     dec = sub.add_parser("decode", help="decode a payload a technician copied, print JSON")
     dsub = dec.add_subparsers(dest="format", required=True, metavar="FORMAT")
@@ -186,6 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--mac", default=None, help="the sender's MAC address (needed to decrypt encrypted BTHome)")
     db.add_argument("--key", default=None, help="the device's bind key, 32 hex digits (encrypted BTHome)")
     db.set_defaults(func=_decode_ble)
+    dz = dsub.add_parser(
+        "zcl", help="one Zigbee ZCL frame (attribute report, read response, IAS zone notification) as hex"
+    )
+    dz.add_argument("frame", help="the ZCL frame as hex, header included (18 01 0a 00 00 29 69 08)")
+    dz.add_argument("--cluster", required=True, help="the cluster id, hex (0x0402) or decimal")
+    dz.add_argument(
+        "--known",
+        action="append",
+        default=[],
+        metavar="ATTR=VALUE",
+        help="an attribute of the same cluster read earlier (divisor 0x0302=1000, zone type 0x0001=0x15); repeatable",
+    )
+    dz.set_defaults(func=_decode_zcl)
     return p
 
 

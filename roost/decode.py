@@ -237,3 +237,42 @@ def decode_ble_command(args: argparse.Namespace) -> int:
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _int_arg(text: str, what: str) -> int:
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number (hex like 0x0402, or decimal)") from None
+
+
+def decode_zcl_command(args: argparse.Namespace) -> int:
+    """Decode one ZCL frame of ``--cluster`` and print its readings and skipped records; 1 when it cannot be."""
+    from drivers.zcl import ZclDecodeError, decode
+
+    try:
+        cluster = _int_arg(args.cluster, "--cluster")
+        known: dict[int, int] = {}
+        for item in args.known:
+            attr, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--known {item!r} must be ATTR=VALUE, like 0x0302=1000")
+            known[_int_arg(attr, "--known attribute")] = _int_arg(value, "--known value")
+        frame = decode(cluster, _ble_hex(args.frame, "the frame"), known=known)
+    except ZclDecodeError as exc:
+        print(f"roost decode zcl: {exc.problem}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"roost decode zcl: {exc}", file=sys.stderr)
+        return 1
+    doc = {
+        "format": "zcl",
+        "cluster": f"0x{frame.cluster:04X}",
+        "command": frame.command,
+        "tsn": frame.tsn,
+        "readings": [{"metric": m.metric, "value": m.value, "unit": m.unit} for m in frame.measurements],
+        "skipped": [{"attribute": f"0x{s.attribute:04X}", "reason": s.reason} for s in frame.skipped],
+    }
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0

@@ -89,7 +89,14 @@ health_interval_s = 10.0
 host = "127.0.0.1"
 port = {coap_port}
 accept = "any"
-{_wired_config(state)}{_ble_config(state)}""")
+{_wired_config(state)}{_ble_config(state)}
+[adapters.zigbee]
+enabled = true
+radio = "memory"
+emulate_devices = true
+emulate_interval_s = 5.0
+database = false
+""")
     return cloud, gateway, ident
 
 
@@ -314,6 +321,7 @@ Roost demo is running (Ctrl-C stops it).
            I2C: i2c-1-0x76 (BME280)  SPI: spi0.0-ch0, spi0.0-ch1 (MCP3008)  emulated at register level, every 5 s
            serial: {SERIAL_NODE} (Roost protocol node) and gps (NMEA receiver), on ptys in {state}/serial-by-id
            BLE: six devices (BTHome, encrypted BTHome, Ruuvi, pvvx, ATC, iBeacon) replayed from ble-demo.jsonl
+           Zigbee: an in-memory network of six devices (climate, door, motion, leak, metered plug, bulb)
   people   tenant {TENANT}: {OWNER} (owner, signs in with POST /auth/signin) and {VIEWER} (read-only, the token above)
 
 Look at the data (the token is {VIEWER}'s; it is also the MQTT password, with the username {VIEWER}):

@@ -40,6 +40,21 @@ class Counters(TypedDict):
     reconnects: int
 
 
+class EventCounters(TypedDict):
+    """The uplink's event counters, reported on ``health`` under ``events``."""
+
+    buffered: int
+    """Events in the buffer now."""
+    received: int
+    """Events appended since start."""
+    sent: int
+    """Events the cloud has acknowledged since start."""
+    dropped: int
+    """Events dropped because the buffer's event queue was full, since it was created."""
+    rejected: int
+    """Events in packs the cloud refused for good."""
+
+
 class _HealthRequired(TypedDict):
     ts: float
     uptime_s: float
@@ -51,16 +66,18 @@ class Health(_HealthRequired, total=False):
 
     ``system``: cpu_temp_c, load_1m, memory_used_pct, disk_free_mb, process_rss_mb (what the machine can
     tell); ``adapters``: each adapter's state and counters by name; ``versions``: software versions;
-    ``location``: ``{"lat", "lon", "alt_m", "source", "at"}`` or null.
+    ``location``: ``{"lat", "lon", "alt_m", "source", "at"}`` or null; ``events``: the event counters.
     """
 
     system: dict[str, Any]
     adapters: dict[str, Any]
     versions: dict[str, str]
     location: dict[str, Any] | None
+    rules: dict[str, Any] | None
+    events: EventCounters
 
 
-HEALTH_OBJECTS = ("system", "adapters", "versions")
+HEALTH_OBJECTS = ("system", "adapters", "versions", "events")
 
 
 def encode_ack(batches: list[str], rejected: list[str] | None = None) -> bytes:

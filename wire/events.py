@@ -121,6 +121,20 @@ def _event(obj: Any, pos: int) -> Event:
     )
 
 
+def from_dict(obj: Any) -> Event:
+    """One event from its JSON object form (as :meth:`Event.as_dict` gives it); PayloadError when it is not one."""
+    return _event(obj, 0)
+
+
+def check(event: Event) -> None:
+    """Raise PayloadError when ``event`` would not survive :func:`decode` (what the cloud accepts)."""
+    try:
+        text = json.dumps(event.as_dict(), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"event {event.id!r} is not JSON-safe: {exc}") from exc
+    _event(json.loads(text), 0)
+
+
 def decode(payload: bytes) -> list[Event]:
     """Decode an event pack; raise PayloadError naming the event and field that is wrong."""
     try:

@@ -59,6 +59,11 @@ def telemetry(tenant: str, gateway: str, batch: str | None = None) -> str:
     return topic(tenant, gateway, "telemetry", batch)
 
 
+def events(tenant: str, gateway: str, batch: str | None = None) -> str:
+    """``roost/{tenant}/{gw}/events[/{batch}]``."""
+    return topic(tenant, gateway, "events", batch)
+
+
 def parse(text: str) -> Topic:
     """Parse a topic string into its parts, or raise PayloadError naming what is wrong."""
     parts = text.split("/")

@@ -29,7 +29,8 @@ from wire.errors import PayloadError
 _LOGGER = logging.getLogger(__name__)
 
 RESEND_S = 10.0
-MAX_TIMEOUT_S = 86400.0
+MAX_TIMEOUT_S = 30 * 86400.0
+"""The longest deadline (a wipe queued for a revoked gateway); the API lets operators ask for a day at most."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
     request_id TEXT PRIMARY KEY,
@@ -88,6 +89,18 @@ class CommandRecord:
         }
 
 
+SECRET_KEYS = frozenset({"psk", "password", "secret", "token", "refresh_token", "access_token", "claim_token"})
+
+
+def redact(value: Any) -> Any:
+    """``value`` with the values of secret-looking keys (a Wi-Fi PSK, a password) replaced: what is recorded."""
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if k in SECRET_KEYS and v else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
 def _record(row: tuple[Any, ...], now: float) -> CommandRecord:
     rid, tenant, gw, command, args, issued_by, issued_at, deadline, status, result, error, finished, sends = row
     if status == "pending" and now > deadline:
@@ -109,6 +122,7 @@ class CommandCenter:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._answered: dict[str, asyncio.Event] = {}
+        self._kicks: dict[tuple[str, str], asyncio.Event] = {}
         self.results = 0
         self.refused_results = 0
 
@@ -159,11 +173,13 @@ class CommandCenter:
         payload = cmd.encode()  # also checks that the args are JSON
         await self._run(
             "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, 0)",
-            (rid, tenant, gateway, command, json.dumps(args), issued_by, now, now + timeout_s),
+            (rid, tenant, gateway, command, json.dumps(redact(args)), issued_by, now, now + timeout_s),
         )
         topic = topic.rsplit("/", 1)[0] + "/" + rid
         self._answered[rid] = asyncio.Event()
-        task = asyncio.create_task(self._deliver(rid, topic, payload, now + timeout_s), name=f"command {rid}")
+        task = asyncio.create_task(
+            self._deliver(rid, topic, payload, now + timeout_s, (tenant, gateway)), name=f"command {rid}"
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         _LOGGER.info("command %s (%s) to %s/%s by %s", command, rid, tenant, gateway, issued_by)
@@ -171,8 +187,17 @@ class CommandCenter:
         assert found is not None
         return found
 
-    async def _deliver(self, rid: str, topic: str, payload: bytes, deadline: float) -> None:
+    def kick(self, tenant: str, gateway: str) -> None:
+        """The gateway is (back) online: send its pending commands now rather than at the next resend."""
+        event = self._kicks.get((tenant, gateway))
+        if event is not None:
+            event.set()
+
+    async def _deliver(
+        self, rid: str, topic: str, payload: bytes, deadline: float, who: tuple[str, str] | None = None
+    ) -> None:
         answered = self._answered[rid]
+        kick = self._kicks.setdefault(who, asyncio.Event()) if who is not None else asyncio.Event()
         try:
             while not answered.is_set() and time.time() < deadline:
                 try:
@@ -181,11 +206,14 @@ class CommandCenter:
                 except Exception as exc:  # the broker may be stopping: try again at the next resend
                     _LOGGER.warning("cannot publish command %s: %s", rid, exc)
                 wait = max(0.0, min(self._resend_s, deadline - time.time()))
+                kick.clear()
+                kicked = asyncio.ensure_future(kick.wait())
+                done = asyncio.ensure_future(answered.wait())
                 try:
-                    async with asyncio.timeout(wait):
-                        await answered.wait()
-                except TimeoutError:
-                    continue
+                    await asyncio.wait([kicked, done], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    kicked.cancel()
+                    done.cancel()
         finally:
             self._answered.pop(rid, None)
 

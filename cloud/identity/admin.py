@@ -270,12 +270,41 @@ def deny_device(db: DbArg, user_code: str) -> DeviceRecord:
         )
 
 
-def revoke_gateway(db: DbArg, gateway_id: str) -> int:
-    """Revoke a gateway (stolen, retired): its refresh families and live access tokens; how many tokens."""
+def revoke_gateway(db: DbArg, gateway_id: str, *, stolen: bool = False, reason: str = "") -> int:
+    """Revoke a gateway (stolen, retired): its refresh families and live access tokens; how many tokens.
+
+    ``stolen``: its hardware id is also blocked from enrolling again until :func:`allow_hardware`, and its
+    next refresh is told "revoked: wipe" (the gateway wipes itself).
+    """
     with opened(db) as conn:
         if conn.gateway(gateway_id) is None:
             raise NotFound("gateway", f"no enrolled gateway {gateway_id!r}")
+        if stolen:
+            block_gateway_hardware(conn, gateway_id, reason or "stolen")
         return len(conn.revoke_subject(gateway_id, time.time(), gateway=True))
+
+
+def block_gateway_hardware(db: DbArg, gateway_id: str, reason: str) -> str:
+    """Block the hardware id a gateway enrolled with (its id when it gave none); the id blocked."""
+    with opened(db) as conn:
+        gw = conn.gateway(gateway_id)
+        if gw is None:
+            raise NotFound("gateway", f"no enrolled gateway {gateway_id!r}")
+        hardware_id = gw.hardware_id or gw.id
+        conn.block_hardware(hardware_id, gw.id, gw.tenant, time.time(), reason[:200])
+        return hardware_id
+
+
+def allow_hardware(db: DbArg, hardware_id: str) -> list[str]:
+    """Let a blocked hardware id enroll again (its gateways' revocations are lifted; old tokens stay revoked).
+
+    NotFound when the hardware id is not blocked. Returns the gateway ids it frees.
+    """
+    with opened(db) as conn:
+        freed = conn.unblock_hardware(hardware_id)
+    if not freed:
+        raise NotFound("hardware", f"hardware id {hardware_id!r} is not blocked")
+    return freed
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,11 @@ ROLES: tuple[Role, ...] = ("owner", "admin", "operator", "viewer")
 SubjectKind = Literal["gateway", "client", "operator"]
 DeviceStatus = Literal["pending", "approved", "denied", "used"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+BLOCKED_MESSAGE = (
+    "this hardware id is blocked: its gateway was revoked as stolen; an operator must allow it "
+    "(roost cloud admin hardware-allow)"
+)
 _SCHEMA = """
 CREATE TABLE tenants (
     id      TEXT PRIMARY KEY,
@@ -142,7 +146,18 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions (username);
 """
-_MIGRATIONS = {0: _SCHEMA + _SCHEMA_2, 1: _SCHEMA_2}
+# Schema 3: hardware ids blocked from enrolling (a gateway revoked as stolen) until an operator allows them.
+_SCHEMA_3 = """
+CREATE TABLE blocked_hardware (
+    hardware_id TEXT PRIMARY KEY,
+    gateway     TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    blocked     REAL NOT NULL,
+    reason      TEXT NOT NULL
+);
+CREATE INDEX blocked_by_gateway ON blocked_hardware (gateway);
+"""
+_MIGRATIONS = {0: _SCHEMA + _SCHEMA_2 + _SCHEMA_3, 1: _SCHEMA_2 + _SCHEMA_3, 2: _SCHEMA_3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +490,11 @@ class IdentityDB:
                 raise Conflict("gateway", f"gateway {gw.id!r} is enrolled in another tenant")
             if row is not None and row[1] is not None:
                 raise Conflict("gateway", f"gateway {gw.id!r} was revoked")
+            if (
+                gw.hardware_id
+                and conn.execute("SELECT 1 FROM blocked_hardware WHERE hardware_id = ?", (gw.hardware_id,)).fetchone()
+            ):
+                raise Conflict("hardware", BLOCKED_MESSAGE)
             conn.execute(
                 "INSERT OR REPLACE INTO gateways VALUES (?, ?, ?, ?, ?, ?, NULL)",
                 (gw.id, gw.tenant, gw.hardware_id, gw.public_key, gw.method, gw.enrolled),
@@ -522,6 +542,43 @@ class IdentityDB:
                 "SELECT * FROM access_tokens WHERE subject = ? AND expires > ?", (subject, now)
             ).fetchall()
             return self._revoke_access(conn, [AccessRecord(*r) for r in rows])
+
+    # -- blocked hardware (stolen gateways) ----------------------------------------------------------------------
+
+    def block_hardware(self, hardware_id: str, gateway: str, tenant: str, now: float, reason: str) -> None:
+        """Block a hardware id from enrolling (again) until :meth:`unblock_hardware`."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO blocked_hardware VALUES (?, ?, ?, ?, ?)",
+                (hardware_id, gateway, tenant, now, reason),
+            )
+
+    def unblock_hardware(self, hardware_id: str) -> list[str]:
+        """Lift a block; the gateways enrolled with that hardware id may enroll again. The gateway ids freed."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT gateway FROM blocked_hardware WHERE hardware_id = ?", (hardware_id,)).fetchone()
+            if row is None:
+                return []
+            conn.execute("DELETE FROM blocked_hardware WHERE hardware_id = ?", (hardware_id,))
+            ids = {row[0]} | {
+                r[0] for r in conn.execute("SELECT id FROM gateways WHERE hardware_id = ?", (hardware_id,))
+            }
+            for gateway_id in ids:
+                conn.execute("UPDATE gateways SET revoked = NULL WHERE id = ?", (gateway_id,))
+            return sorted(ids)
+
+    def hardware_blocked(self, hardware_id: str) -> bool:
+        """Whether a hardware id is blocked from enrolling."""
+        return self._one("SELECT 1 FROM blocked_hardware WHERE hardware_id = ?", (hardware_id,)) is not None
+
+    def stolen(self, gateway_id: str) -> bool:
+        """Whether a gateway was revoked as stolen (its hardware id is blocked)."""
+        return self._one("SELECT 1 FROM blocked_hardware WHERE gateway = ?", (gateway_id,)) is not None
+
+    def blocked_hardware(self, tenant: str | None = None) -> list[tuple[str, str, str, float, str]]:
+        """Blocked hardware ids: (hardware id, gateway, tenant, when, why)."""
+        rows = self._all("SELECT * FROM blocked_hardware WHERE ?1 IS NULL OR tenant = ?1 ORDER BY blocked", (tenant,))
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     # -- device codes ------------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
     TokenEndpointMixin,
 )
 from authlib.oauth2.rfc6749.errors import (  # type: ignore[import-untyped]
+    AccessDeniedError,
     InsecureTransportError,
     InvalidGrantError,
     InvalidRequestError,
@@ -45,7 +46,15 @@ from authlib.oauth2.rfc8628 import (  # type: ignore[import-untyped]
 )
 
 from cloud.identity import hashing
-from cloud.identity.db import AccessRecord, ClientRecord, DeviceRecord, GatewayRecord, RefreshRecord, SubjectKind
+from cloud.identity.db import (
+    BLOCKED_MESSAGE,
+    AccessRecord,
+    ClientRecord,
+    DeviceRecord,
+    GatewayRecord,
+    RefreshRecord,
+    SubjectKind,
+)
 from cloud.identity.errors import Conflict, InvalidToken
 from wire import keyproof
 
@@ -273,6 +282,16 @@ class _Refresh:
         return self.rec.scope
 
 
+WIPE_DESCRIPTION = "revoked: wipe"
+"""What a gateway revoked as stolen is told when it presents one of its refresh tokens: it wipes itself."""
+
+
+def _tell_stolen(identity: IdentityService, kind: str, subject: str) -> None:
+    """invalid_grant "revoked: wipe" for a refresh token of a gateway revoked as stolen (only its holder sees it)."""
+    if kind == "gateway" and identity.db.stolen(subject):
+        raise InvalidGrantError(WIPE_DESCRIPTION)
+
+
 class RoostRefreshTokenGrant(_Issuing, RefreshTokenGrant):  # type: ignore[misc]
     """Refresh with rotation: each use gives a new refresh token; using an old one again revokes the family."""
 
@@ -282,6 +301,8 @@ class RoostRefreshTokenGrant(_Issuing, RefreshTokenGrant):  # type: ignore[misc]
     def authenticate_refresh_token(self, refresh_token: str) -> _Refresh | None:
         """The live refresh token; a used one is a replay: its whole family is revoked."""
         rec = self.server.identity.db.refresh(hashing.digest(refresh_token))
+        if rec is not None:
+            _tell_stolen(self.server.identity, rec.kind, rec.subject)
         if rec is None or rec.revoked is not None or rec.expires <= time.time():
             return None
         if rec.used is not None:
@@ -390,6 +411,8 @@ class RotateKeyGrant(_Issuing, BaseGrant, TokenEndpointMixin):  # type: ignore[m
         form = self.request.form
         identity = self.server.identity
         rec = identity.db.refresh(hashing.digest(form["refresh_token"]))
+        if rec is not None:
+            _tell_stolen(identity, rec.kind, rec.subject)
         if rec is None or rec.revoked is not None or rec.expires <= time.time() or rec.kind != "gateway":
             raise InvalidGrantError("the refresh token is not valid (unknown, expired or revoked)")
         if rec.used is not None:
@@ -454,6 +477,9 @@ class RoostDeviceAuthorizationEndpoint(DeviceAuthorizationEndpoint):  # type: ig
         if scope != GATEWAY_SCOPE:
             raise InvalidScopeError(f"the device flow grants the scope {GATEWAY_SCOPE!r} only")
         settings = identity.settings
+        hardware_id = _field(request.form, "hardware_id", 256)
+        if hardware_id and identity.db.hardware_blocked(hardware_id):
+            raise AccessDeniedError(BLOCKED_MESSAGE)
         now = time.time()
         device_code = hashing.new_token()
         for _attempt in range(5):
@@ -465,7 +491,7 @@ class RoostDeviceAuthorizationEndpoint(DeviceAuthorizationEndpoint):  # type: ig
                         user_code=user_code,
                         client_id=client.client_id,
                         scope=scope,
-                        hardware_id=_field(request.form, "hardware_id", 256),
+                        hardware_id=hardware_id,
                         public_key=_field(request.form, "public_key", 4096),
                         created=now,
                         expires=now + settings.device_code_ttl_s,

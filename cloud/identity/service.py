@@ -151,8 +151,14 @@ class IdentityService:
             self.db.revoke_access(token.access)
             self._add_revoked([token.access])
 
-    def revoke_gateway(self, gateway_id: str) -> int:
-        """Revoke a gateway's enrollment, refresh families and live access tokens; how many access tokens."""
+    def revoke_gateway(self, gateway_id: str, *, stolen: bool = False, reason: str = "") -> int:
+        """Revoke a gateway's enrollment, refresh families and live access tokens; how many access tokens.
+
+        ``stolen``: also block its hardware id from enrolling again (until ``hardware-allow``), and have its
+        next refresh answered with ``invalid_grant`` "revoked: wipe" (the gateway then wipes itself).
+        """
+        if stolen:
+            admin.block_gateway_hardware(self.db, gateway_id, reason or "stolen")
         records = self.db.revoke_subject(gateway_id, time.time(), gateway=True)
         self._add_revoked(records)
         return len(records)

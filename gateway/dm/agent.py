@@ -114,4 +114,5 @@ def heartbeat(d: Daemon) -> dict[str, Any]:
         "adapters": {a.name: a.stats() for a in d.adapters},
         "versions": {"roost": _version()},
         "location": _location(d),
+        "rules": None if d.rules is None else d.rules.stats(),
     }

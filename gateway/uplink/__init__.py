@@ -7,8 +7,8 @@
 The uplink knows the buffer, never an adapter.
 """
 
-from gateway.uplink.core import ReadingSource, Uplink
+from gateway.uplink.core import EventSource, ReadingSource, Uplink
 from gateway.uplink.discovery import Target
 from gateway.uplink.endpoint import Endpoint, parse_url
 
-__all__ = ["Endpoint", "ReadingSource", "Target", "Uplink", "parse_url"]
+__all__ = ["Endpoint", "EventSource", "ReadingSource", "Target", "Uplink", "parse_url"]

@@ -10,6 +10,11 @@ from memory) when its batch id arrives on ``ack``, in mode ``puback`` (a broker 
 before PUBACK) when the PUBACK arrives. Only then are its rows deleted from the buffer. A pack not
 acknowledged within ``ack_timeout_s`` is published again with the same id and readings; so is
 every pack after a reconnect. Re-sends are harmless: the cloud's ingest is idempotent.
+
+Events (rule alerts, annotations, device events) go the same way from the buffer's event queue, as
+event packs (:mod:`wire.events`) on ``events/{batch}`` with ``ev-`` batch ids, interleaved with the
+telemetry: they have up to ``EVENT_INFLIGHT`` packs of their own in flight, so a telemetry backlog
+never holds an alert back. The same ``ack`` topic acknowledges (or refuses) both kinds.
 """
 
 from __future__ import annotations
@@ -25,23 +30,28 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiomqtt
 
-from gateway.buffer import Batch, BufferStats
+from gateway.buffer import Batch, BufferStats, EventBatch
 from gateway.config import CloudSection, UplinkSection
 from gateway.errors import BufferError_, UplinkError
 from gateway.uplink import _wsfix, discovery
 from gateway.uplink.auth import Credentials, CredentialsProvider, StaticCredentials
 from gateway.uplink.endpoint import Endpoint, parse_url
-from wire import senml, topics
-from wire.envelopes import OFFLINE, ONLINE, Counters, Health, decode_ack, encode_health
+from wire import events, senml, topics
+from wire.envelopes import OFFLINE, ONLINE, Counters, EventCounters, Health, decode_ack, encode_health
 from wire.errors import PayloadError
 
 _LOGGER = logging.getLogger(__name__)
 
 _wsfix.apply()
+
+EVENT_INFLIGHT = 4
+"""Event packs published and not yet acknowledged, at most (on top of ``uplink.inflight`` telemetry packs)."""
+EVENT_BATCH = 100
+"""Most events in one pack."""
 
 
 class CredentialsRenewed(UplinkError):
@@ -71,6 +81,17 @@ class ReadingSource(Protocol):
         """Buffer counters."""
 
 
+@runtime_checkable
+class EventSource(Protocol):
+    """What the uplink needs of the buffer to send events too (a ReadingSource without it sends none)."""
+
+    async def wait_events(self, timeout: float | None = None) -> bool:
+        """Wait for pending events."""
+
+    async def take_events(self, max_events: int) -> EventBatch | None:
+        """Take the oldest pending events as a batch."""
+
+
 @dataclass(slots=True)
 class _Pack:
     batch_id: str
@@ -79,6 +100,7 @@ class _Pack:
     sent_at: float = 0.0
     """Monotonic time of the last publish on the current connection; 0 = not published on it yet."""
     attempts: int = 0
+    kind: Literal["telemetry", "events"] = "telemetry"
 
 
 CommandHandler = Callable[[str, bytes], Awaitable[bytes | None]]
@@ -101,8 +123,14 @@ class Uplink:
         credentials: CredentialsProvider | None = None,
         commands: CommandHandler | None = None,
         extra_health: Callable[[], Mapping[str, Any]] | None = None,
+        desired: Callable[[bytes], Awaitable[None]] | None = None,
+        reported: Callable[[], bytes] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
+        self._desired = desired
+        """Takes each ``state/desired`` message (the DM agent's desired state)."""
+        self._reported = reported
+        """Gives the ``state/reported`` payload, published retained on each connection and on request."""
         self._commands = commands
         self._extra_health = extra_health
         self.tenant = tenant
@@ -114,6 +142,8 @@ class Uplink:
         self._extra_counters = extra_counters
         self._set_names(gateway_id, tenant)
         self._packs: dict[str, _Pack] = {}
+        self._event_packs = 0
+        self._event_limit = EVENT_BATCH
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self._client: aiomqtt.Client | None = None
@@ -139,6 +169,10 @@ class Uplink:
         """Readings in packs the cloud refused for good (dropped, never sent again)."""
         self.resent = 0
         """Packs published again (ack timeout or reconnect)."""
+        self.events_sent = 0
+        """Events the cloud acknowledged since start."""
+        self.events_rejected = 0
+        """Events in packs the cloud refused for good (dropped, never sent again)."""
         self.last_error: str | None = None
         """What went wrong last (connection, discovery, TLS), or None."""
 
@@ -151,6 +185,8 @@ class Uplink:
         self._token_topic = topics.topic(tenant, gateway_id, "token")
         self._token_result_topic = topics.topic(tenant, gateway_id, "token-result")
         self._cmd_prefix = topics.topic(tenant, gateway_id, "cmd", "x")[:-1]
+        self._desired_topic = topics.topic(tenant, gateway_id, "state", "desired")
+        self._reported_topic = topics.topic(tenant, gateway_id, "state", "reported")
 
     # ----------------------------------------------------------------- state
 
@@ -184,12 +220,24 @@ class Uplink:
             "reconnects": self.reconnects,
         }
 
+    def event_counters(self) -> EventCounters:
+        """The event counters reported on ``health`` under ``events``."""
+        st = self._buffer.stats()
+        return {
+            "buffered": st.get("events_buffered", 0),
+            "received": st.get("events_received", 0),
+            "sent": self.events_sent,
+            "dropped": st.get("events_dropped", 0),
+            "rejected": self.events_rejected,
+        }
+
     def health(self) -> Health:
         """A health report as of now (with the DM agent's heartbeat figures, when it gives them)."""
         report: Health = {
             "ts": time.time(),
             "uptime_s": round(time.monotonic() - self._started, 3),
             "counters": self.counters(),
+            "events": self.event_counters(),
         }
         if self._extra_health is not None:
             try:
@@ -242,6 +290,7 @@ class Uplink:
             self._connected = False
             self._buffer.release(list(self._packs))
             self._packs.clear()
+            self._event_packs = 0
 
     async def flush(self, timeout: float) -> None:
         """Stop taking new readings and wait up to ``timeout`` s for in-flight packs to be acknowledged."""
@@ -310,7 +359,11 @@ class Uplink:
             await client.subscribe(self._ack_topic, qos=1)
             if self._commands is not None:
                 await client.subscribe(self._cmd_prefix + "+", qos=1)
+            if self._desired is not None:
+                await client.subscribe(self._desired_topic, qos=1)
             await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
+            if self._reported is not None:
+                await client.publish(self._reported_topic, self._reported(), qos=1, retain=True)
             self._client = client
             self._connected = True
             self._connects += 1
@@ -337,6 +390,8 @@ class Uplink:
                     tg.create_task(self._receive(client), name="uplink-receive")
                     tg.create_task(self._health_loop(client), name="uplink-health")
                     tg.create_task(self._send_loop(client, tg, target), name="uplink-send")
+                    if isinstance(self._buffer, EventSource):
+                        tg.create_task(self._event_loop(client, tg, target, self._buffer), name="uplink-events")
                     if target.ack == "cloud":
                         tg.create_task(self._watchdog(client, tg, target), name="uplink-watchdog")
                     tg.create_task(self._watch_credentials(creds), name="uplink-credentials")
@@ -360,7 +415,7 @@ class Uplink:
             self._publish(client, tg, pack, target)
         delay = self._cfg.batch_max_delay_ms / 1000
         while True:
-            while self._stopping or len(self._packs) >= self._cfg.inflight:
+            while self._stopping or len(self._packs) - self._event_packs >= self._cfg.inflight:
                 self._changed.clear()
                 await self._changed.wait()
             await self._buffer.wait(1)
@@ -387,6 +442,32 @@ class Uplink:
             self._packs[batch.id] = pack
             self._publish(client, tg, pack, target)
 
+    async def _event_loop(
+        self, client: aiomqtt.Client, tg: asyncio.TaskGroup, target: discovery.Target, source: EventSource
+    ) -> None:
+        while True:
+            while self._stopping or self._event_packs >= EVENT_INFLIGHT:
+                self._changed.clear()
+                await self._changed.wait()
+            await source.wait_events()
+            if self._stopping:
+                continue
+            batch = await source.take_events(self._event_limit)
+            if batch is None:
+                continue
+            if not batch.events:  # only rows no version of Roost can read: nothing to send
+                await self._buffer.delete([batch.id])
+                continue
+            payload = events.encode(batch.events)
+            if len(payload) > target.max_pack_bytes and len(batch.events) > 1:
+                self._buffer.release([batch.id])
+                self._event_limit = max(1, len(batch.events) // 2)
+                continue
+            pack = _Pack(batch.id, payload, len(batch.events), kind="events")
+            self._packs[batch.id] = pack
+            self._event_packs += 1
+            self._publish(client, tg, pack, target)
+
     def _publish(self, client: aiomqtt.Client, tg: asyncio.TaskGroup, pack: _Pack, target: discovery.Target) -> None:
         pack.sent_at = time.monotonic()
         pack.attempts += 1
@@ -395,9 +476,14 @@ class Uplink:
     async def _publish_one(self, client: aiomqtt.Client, pack: _Pack, target: discovery.Target) -> None:
         # A PUBACK missing for ack_timeout_s on a live connection means the connection is not live.
         # The topic is named at publish time: a pack buffered before enrollment goes out under the id enrolled.
-        topic = topics.telemetry(self.tenant, self.gateway_id, pack.batch_id)
+        if pack.kind == "events":
+            topic = topics.events(self.tenant, self.gateway_id, pack.batch_id)
+        else:
+            topic = topics.telemetry(self.tenant, self.gateway_id, pack.batch_id)
         await client.publish(topic, pack.payload, qos=1, timeout=self._cfg.ack_timeout_s)
-        _LOGGER.debug("uplink: pack %s (%d readings, %d bytes) PUBACKed", pack.batch_id, pack.count, len(pack.payload))
+        _LOGGER.debug(
+            "uplink: pack %s (%d %s, %d bytes) PUBACKed", pack.batch_id, pack.count, pack.kind, len(pack.payload)
+        )
         if target.ack == "puback":
             self._acknowledge([pack.batch_id], [])
 
@@ -466,6 +552,9 @@ class Uplink:
             if topic.startswith(self._cmd_prefix) and self._commands is not None:
                 self._spawn(self._command(topic[len(self._cmd_prefix) :], bytes(payload)))
                 continue
+            if topic == self._desired_topic and self._desired is not None:
+                self._spawn(self._on_desired(bytes(payload)))
+                continue
             if topic not in (self._ack_topic, self._token_result_topic):
                 continue
             if topic == self._token_result_topic:
@@ -482,18 +571,28 @@ class Uplink:
         done: list[str] = []
         for batch_id in batches:
             pack = self._packs.pop(batch_id, None)
-            if pack is not None:
-                self.sent += pack.count
-                self.sent_packs += 1
-                done.append(batch_id)
+            if pack is None:
+                continue
+            done.append(batch_id)
+            if pack.kind == "events":
+                self._event_packs -= 1
+                self.events_sent += pack.count
+                continue
+            self.sent += pack.count
+            self.sent_packs += 1
         for batch_id in rejected:
             pack = self._packs.pop(batch_id, None)
-            if pack is not None:
+            if pack is None:
+                continue
+            done.append(batch_id)
+            if pack.kind == "events":
+                self._event_packs -= 1
+                self.events_rejected += pack.count
+            else:
                 self.rejected += pack.count
-                done.append(batch_id)
-                _LOGGER.warning(
-                    "uplink: the cloud refused pack %s (%d readings) for good: dropping it", batch_id, pack.count
-                )
+            _LOGGER.warning(
+                "uplink: the cloud refused pack %s (%d %s) for good: dropping it", batch_id, pack.count, pack.kind
+            )
         if done:
             self._changed.set()
             # Not part of the connection's task group: a delete queued must finish even if the connection drops.
@@ -511,6 +610,29 @@ class Uplink:
                 self._health_topic, encode_health(self.health()), qos=1, timeout=self._cloud.connect_timeout_s
             )
             await asyncio.sleep(self._cfg.health_interval_s)
+
+    async def _on_desired(self, payload: bytes) -> None:
+        assert self._desired is not None
+        try:
+            await self._desired(payload)
+        except Exception:  # the handler reports its own failures; this is a bug, logged, never the uplink's end
+            _LOGGER.exception("uplink: the desired-state handler failed")
+
+    def publish_reported(self) -> None:
+        """Publish ``state/reported`` (retained) now, if connected; it goes out again on every connection."""
+        client = self._client
+        if self._reported is None or client is None or not self._connected:
+            return
+        payload = self._reported()
+
+        async def _send() -> None:
+            try:
+                await client.publish(self._reported_topic, payload, qos=1, retain=True,
+                                     timeout=self._cloud.connect_timeout_s)  # fmt: skip
+            except (aiomqtt.MqttError, OSError) as exc:
+                _LOGGER.debug("uplink: reported state not sent now (%s): it goes out on the next connection", exc)
+
+        self._spawn(_send())
 
     async def _command(self, request_id: str, payload: bytes) -> None:
         """Run one command (the DM agent's handler) and publish its result on ``cmd-result/{request_id}``."""

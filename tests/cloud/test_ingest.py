@@ -10,7 +10,7 @@ import cbor2
 
 from cloud.server import CloudServer
 from tests.cloud.helpers import eventually, http, mqtt, next_message, readings
-from wire import envelopes, senml
+from wire import envelopes, events, senml
 from wire.reading import Reading
 
 ACK = "roost/default/gw-1/ack"
@@ -179,8 +179,12 @@ async def test_health_and_presence_reach_the_gateways_list(cloud: CloudServer) -
 
 
 async def test_events_are_stored_and_acked(cloud: CloudServer) -> None:
+    """An event pack (wire.events) is acked like telemetry; more in test_events.py."""
+    pack = events.encode([events.Event(id="e1", kind="annotation", ts=1.0, key="door/log")])
     async with mqtt(cloud) as gw:
         await gw.subscribe(ACK, qos=1)
-        await gw.publish("roost/default/gw-1/events/e1", b'[{"bn":"s1:","n":"alert","vs":"hot"}]', qos=1)
+        await gw.publish("roost/default/gw-1/events/e1", pack, qos=1)
         assert envelopes.decode_ack((await next_message(gw)).payload)["batches"] == ["e1"]  # type: ignore[arg-type]
+        await gw.publish("roost/default/gw-1/events/e2", b'[{"bn":"s1:","n":"alert","vs":"hot"}]', qos=1)
+        assert envelopes.decode_ack((await next_message(gw)).payload)["rejected"] == ["e2"]  # type: ignore[arg-type]
     assert (await _stats(cloud))["events"] == 1

@@ -112,6 +112,7 @@ def test_demo_prints_its_token_first_bridges_every_sensor_and_stops_on_ctrl_c(tm
         fleet = BleFleet(seed=1)  # the demo's replayed BLE devices, the encrypted one decrypted with its bind key
         want = {"kitchen-th1", "cellar-th2", "attic-th3", "i2c-1-0x76", "spi0.0-ch0", "serial-node-1", "gps"}
         want |= {fleet.bthome_mac, "bthome-encrypted", fleet.ruuvi_mac}  # a listed device reads as its name
+        want |= {"00:12:4b:00:1c:a1:b2:01", "00:12:4b:00:1c:a1:b2:05"}  # Zigbee climate sensor and metered plug
         seen: set[str] = set()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and seen != want:

@@ -166,14 +166,14 @@ max_records = 1
             "accept, duplicate_cache, enabled, host, max_payload, max_records, port)",
         ),
         (
-            "[adapters.zigbee]\nenabled = true",
-            "gateway.toml: adapters.zigbee: unknown key "
-            "(known keys here: ble, coap, i2c, modbus, polling, serial, spi)",
+            "[adapters.lora]\nenabled = true",
+            "gateway.toml: adapters.lora: unknown key "
+            "(known keys here: ble, coap, i2c, modbus, polling, serial, spi, zigbee)",
         ),
         (
             '[gatway]\nid = "x"',
             "gateway.toml: gatway: unknown key "
-            "(known keys here: adapters, buffer, cloud, gateway, identity, paired, update, uplink)",
+            "(known keys here: adapters, buffer, cloud, dm, gateway, identity, paired, rules, update, uplink)",
         ),
         ('[adapters.coap]\nport = "5683"', "gateway.toml: adapters.coap.port: must be an integer, not '5683'"),
         ("[adapters.coap]\nport = 70000", "gateway.toml: adapters.coap.port: must be between 0 and 65535"),
@@ -337,8 +337,11 @@ def test_every_field_has_a_doc_string() -> None:
         "adapters.coap",
         "adapters.polling",
         "adapters.ble",
+        "adapters.zigbee",
         "identity",
         "update",
+        "rules",
+        "dm",
     }
     assert len(fields) >= 40
     undocumented = [key for key, f, _ in fields if not str(f.metadata.get("doc", "")).strip()]

@@ -268,6 +268,7 @@ def test_a_schema_1_database_gains_the_sessions_table(tmp_path: Path) -> None:
         admin.create_tenant(conn, "acme")
     raw = sqlite3.connect(path)
     raw.execute("DROP TABLE sessions")
+    raw.execute("DROP TABLE blocked_hardware")  # schema 3's
     raw.execute("PRAGMA user_version = 1")
     raw.commit()
     raw.close()
@@ -277,4 +278,5 @@ def test_a_schema_1_database_gains_the_sessions_table(tmp_path: Path) -> None:
         op = conn.operator("ivan")
         assert op is not None
         assert Sessions(conn, ttl_s=60, idle_s=60).start(op).record.username == "ivan"
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert not conn.hardware_blocked("anything")  # schema 3's table came with the upgrade
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3

@@ -1,0 +1,170 @@
+"""The events and alerts API.
+
+::
+
+    GET  /api/v1/events?gateway=&kind=&since=&until=&limit=&cursor=   every event, oldest first, in pages
+    GET  /api/v1/alerts?state=open|cleared|all&gateway=&limit=          each alert key's current state
+    POST /api/v1/alerts/{key}/acknowledge?gateway=                      an operator has seen it
+
+Reading asks the decision point for ``read_events`` in the tenant (every role, and API clients with the
+``events:read`` scope, by the default policies); acknowledging asks for ``acknowledge_alerts``, one of
+the ``command`` actions (operators and above; viewers and observers never). Tenants are isolated the way
+``/api/v1/readings`` isolates them: the caller's own tenant unless ``tenant`` names another the policies
+allow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from cloud.api import MAX_LIMIT, Caller, _allow, parse_time, rfc3339
+from cloud.errors import ApiError
+from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
+from cloud.store import Store
+from wire.events import KINDS
+
+TenantParam = Annotated[str | None, Query(description="The tenant (default: the caller's)")]
+
+
+def encode_cursor(row: EventRow) -> str:
+    """The opaque cursor after ``row``."""
+    key = [row.ts_us, row.tenant, row.gateway, row.id]
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str, str, str]:
+    """The row key a cursor holds; ApiError(400) when it is not one of ours."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):
+        key = None
+    if (
+        not isinstance(key, list)
+        or len(key) != 4
+        or isinstance(key[0], bool)
+        or not isinstance(key[0], int)
+        or not all(isinstance(k, str) for k in key[1:])
+    ):
+        raise ApiError(400, "cursor is not valid: pass the 'next' value of the previous page", parameter="cursor")
+    return key[0], key[1], key[2], key[3]
+
+
+def event_item(e: EventRow) -> dict[str, Any]:
+    """An event as the API shows it."""
+    return {
+        "gateway": e.gateway,
+        "id": e.id,
+        "kind": e.kind,
+        "ts": rfc3339(e.ts_us),
+        "key": e.key,
+        "rule": e.rule,
+        "state": e.state,
+        "severity": e.severity,
+        "message": e.message,
+        "sensor": e.sensor,
+        "metric": e.metric,
+        "value": e.value,
+        "data": e.data,
+    }
+
+
+def alert_item(a: AlertRow) -> dict[str, Any]:
+    """An alert as the API shows it (``state``: open or cleared)."""
+    return {
+        "gateway": a.gateway,
+        "key": a.key,
+        "state": "open" if a.state == "raised" else "cleared",
+        "severity": a.severity,
+        "message": a.message,
+        "rule": a.rule,
+        "sensor": a.sensor,
+        "metric": a.metric,
+        "value": a.value,
+        "first_raised": rfc3339(a.first_raised_us) if a.first_raised_us is not None else None,
+        "last_change": rfc3339(a.last_change_us),
+        "raises": a.raises,
+        "acknowledged_by": a.acknowledged_by,
+        "acknowledged_at": rfc3339(round(a.acknowledged_at * 1_000_000)) if a.acknowledged_at is not None else None,
+    }
+
+
+def _who(caller: Any) -> str:
+    return "anonymous" if caller is None else f"{caller.kind}:{caller.tenant}/{caller.id}"
+
+
+def events_router(store: Store) -> APIRouter:
+    """The router over the store's events and alerts."""
+    router = APIRouter()
+
+    @router.get("/api/v1/events")
+    async def list_events(
+        request: Request,
+        caller: Caller,
+        *,
+        tenant: TenantParam = None,
+        gateway: str | None = None,
+        kind: Annotated[str | None, Query(description="alert, annotation or device")] = None,
+        since: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, inclusive")] = None,
+        until: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, exclusive")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Events (alerts raised and cleared, annotations, device events) ordered by time, one page at a time."""
+        if kind is not None and kind not in KINDS:
+            raise ApiError(400, f"kind must be one of {', '.join(KINDS)}", parameter="kind")
+        query = EventQuery(
+            tenant=_allow(request, caller, "read_events", tenant),
+            gateway=gateway,
+            kind=kind,
+            since_us=parse_time("since", since) if since is not None else None,
+            until_us=parse_time("until", until) if until is not None else None,
+            after=decode_cursor(cursor) if cursor else None,
+            limit=limit + 1,
+        )
+        rows = await store.events(query)
+        page = rows[:limit]
+        return {"items": [event_item(e) for e in page], "next": encode_cursor(page[-1]) if len(rows) > limit else None}
+
+    @router.get("/api/v1/alerts")
+    async def list_alerts(
+        request: Request,
+        caller: Caller,
+        *,
+        tenant: TenantParam = None,
+        state: Annotated[Literal["open", "cleared", "all"], Query(description="open, cleared or all")] = "open",
+        gateway: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+    ) -> dict[str, Any]:
+        """Each alert key's current state per gateway, the most recently changed first."""
+        query = AlertQuery(
+            tenant=_allow(request, caller, "read_events", tenant), gateway=gateway, state=state, limit=limit
+        )
+        return {"items": [alert_item(a) for a in await store.alerts(query)]}
+
+    @router.post("/api/v1/alerts/{key:path}/acknowledge")
+    async def acknowledge_alert(
+        key: str,
+        request: Request,
+        caller: Caller,
+        *,
+        tenant: TenantParam = None,
+        gateway: Annotated[str | None, Query(description="The gateway (needed when several have this key)")] = None,
+    ) -> dict[str, Any]:
+        """Mark an alert acknowledged by the caller (the mark is cleared when the alert is raised again)."""
+        target = _allow(request, caller, "acknowledge_alerts", tenant) or "default"
+        rows = await store.acknowledge_alert(target, gateway, key, by=_who(caller), at=time.time())
+        if not rows:
+            where = f" on gateway {gateway!r}" if gateway else ""
+            raise ApiError(404, f"no alert {key!r}{where} in tenant {target!r}", parameter="key")
+        if len(rows) > 1:
+            names = ", ".join(sorted(r.gateway for r in rows))
+            raise ApiError(409, f"alert {key!r} exists on several gateways ({names}): name one", parameter="gateway")
+        return alert_item(rows[0])
+
+    return router
