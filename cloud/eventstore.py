@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cloud.pagequery import page_where
 from wire.events import Event
 from wire.reading import Value
 
@@ -242,26 +243,14 @@ def _apply_alert(conn: sqlite3.Connection, tenant: str, gateway: str, e: Event, 
 
 def select_events(conn: sqlite3.Connection, q: EventQuery) -> list[EventRow]:
     """A page of events in (ts, tenant, gateway, id) order."""
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("tenant", q.tenant), ("gateway", q.gateway), ("kind", q.kind)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if q.since_us is not None:
-        where.append("ts_us >= ?")
-        args.append(q.since_us)
-    if q.until_us is not None:
-        where.append("ts_us < ?")
-        args.append(q.until_us)
-    if q.after is not None:
-        where.append("(ts_us, tenant, gateway, id) > (?, ?, ?, ?)")
-        args.extend(q.after)
-    sql = (
-        f"SELECT {_EVENT_COLUMNS} FROM events"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY ts_us, tenant, gateway, id LIMIT ?"
+    where, args = page_where(
+        (("tenant", q.tenant), ("gateway", q.gateway), ("kind", q.kind)),
+        since_us=q.since_us,
+        until_us=q.until_us,
+        after_columns="ts_us, tenant, gateway, id",
+        after=q.after,
     )
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events" + where + " ORDER BY ts_us, tenant, gateway, id LIMIT ?"
     return [
         EventRow(t, g, i, k, ts, key, rule, st, sev, msg, s, m, _value_out(v), json.loads(d))
         for t, g, i, k, ts, key, rule, st, sev, msg, s, m, v, d in conn.execute(sql, [*args, q.limit])

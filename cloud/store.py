@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from cloud import eventstore
 from cloud.errors import SchemaTooNew, StoreError
 from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
+from cloud.pagequery import page_where
 from wire.events import Event
 from wire.reading import Reading, Value
 
@@ -277,24 +278,16 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------------------------
 
     def _readings(self, q: ReadingQuery) -> list[ReadingRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("tenant", q.tenant), ("gateway", q.gateway), ("sensor", q.sensor), ("metric", q.metric)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if q.since_us is not None:
-            where.append("ts_us >= ?")
-            args.append(q.since_us)
-        if q.until_us is not None:
-            where.append("ts_us < ?")
-            args.append(q.until_us)
-        if q.after is not None:
-            where.append("(ts_us, tenant, gateway, sensor, metric) > (?, ?, ?, ?, ?)")
-            args.extend(q.after)
+        where, args = page_where(
+            (("tenant", q.tenant), ("gateway", q.gateway), ("sensor", q.sensor), ("metric", q.metric)),
+            since_us=q.since_us,
+            until_us=q.until_us,
+            after_columns="ts_us, tenant, gateway, sensor, metric",
+            after=q.after,
+        )
         sql = (
             "SELECT tenant, gateway, sensor, metric, ts_us, value, unit FROM readings"
-            + (" WHERE " + " AND ".join(where) if where else "")
+            + where
             + " ORDER BY ts_us, tenant, gateway, sensor, metric LIMIT ?"
         )
         rows = self._conn().execute(sql, [*args, q.limit]).fetchall()
