@@ -98,27 +98,36 @@ def parse_time(parameter: str, text: str) -> int:
     return (dt - EPOCH) // timedelta(microseconds=1)
 
 
-def encode_cursor(row: ReadingRow) -> str:
-    """The opaque cursor after ``row``."""
-    key = [row.ts_us, row.tenant, row.gateway, row.sensor, row.metric]
+def encode_key(key: list[Any]) -> str:
+    """An opaque cursor holding a row's ordering key (``[ts_us, str, ...]``)."""
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[int, str, str, str, str]:
-    """The row key a cursor holds; ApiError(400) when it is not one of ours."""
+def decode_key(text: str, length: int) -> tuple[Any, ...]:
+    """The ordering key a cursor holds (an int, then ``length - 1`` strings); ApiError(400) when it is not ours."""
     try:
         key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, binascii.Error):
         key = None
     if (
         not isinstance(key, list)
-        or len(key) != 5
+        or len(key) != length
         or isinstance(key[0], bool)
         or not isinstance(key[0], int)
         or not all(isinstance(k, str) for k in key[1:])
     ):
         raise ApiError(400, "cursor is not valid: pass the 'next' value of the previous page", parameter="cursor")
-    return key[0], key[1], key[2], key[3], key[4]
+    return tuple(key)
+
+
+def encode_cursor(row: ReadingRow) -> str:
+    """The opaque cursor after ``row``."""
+    return encode_key([row.ts_us, row.tenant, row.gateway, row.sensor, row.metric])
+
+
+def decode_cursor(text: str) -> tuple[int, str, str, str, str]:
+    """The reading key a cursor holds; ApiError(400) when it is not one of ours."""
+    return decode_key(text, 5)
 
 
 def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:

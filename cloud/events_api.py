@@ -15,15 +15,12 @@ allow.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from cloud.api import MAX_LIMIT, Caller, _allow, parse_time, rfc3339
+from cloud.api import MAX_LIMIT, Caller, _allow, decode_key, encode_key, parse_time, rfc3339
 from cloud.errors import ApiError
 from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
 from cloud.store import Store
@@ -34,25 +31,12 @@ TenantParam = Annotated[str | None, Query(description="The tenant (default: the 
 
 def encode_cursor(row: EventRow) -> str:
     """The opaque cursor after ``row``."""
-    key = [row.ts_us, row.tenant, row.gateway, row.id]
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+    return encode_key([row.ts_us, row.tenant, row.gateway, row.id])
 
 
 def decode_cursor(text: str) -> tuple[int, str, str, str]:
-    """The row key a cursor holds; ApiError(400) when it is not one of ours."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error):
-        key = None
-    if (
-        not isinstance(key, list)
-        or len(key) != 4
-        or isinstance(key[0], bool)
-        or not isinstance(key[0], int)
-        or not all(isinstance(k, str) for k in key[1:])
-    ):
-        raise ApiError(400, "cursor is not valid: pass the 'next' value of the previous page", parameter="cursor")
-    return key[0], key[1], key[2], key[3]
+    """The event key a cursor holds; ApiError(400) when it is not one of ours."""
+    return decode_key(text, 4)
 
 
 def event_item(e: EventRow) -> dict[str, Any]:
