@@ -81,9 +81,10 @@ class Result:
         ).encode()
 
 
-def _json_object(payload: bytes, what: str) -> dict[str, Any]:
-    if len(payload) > MAX_PAYLOAD:
-        raise PayloadError(f"a {what} is at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+def json_object(payload: bytes, what: str, limit: int = MAX_PAYLOAD) -> dict[str, Any]:
+    """``payload`` as a JSON object of at most ``limit`` bytes; PayloadError naming ``what`` otherwise."""
+    if len(payload) > limit:
+        raise PayloadError(f"a {what} is at most {limit} bytes, not {len(payload)}")
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -95,7 +96,7 @@ def _json_object(payload: bytes, what: str) -> dict[str, Any]:
 
 def decode_command(payload: bytes) -> Command:
     """Decode a command; PayloadError naming the field that is wrong."""
-    doc = _json_object(payload, "command")
+    doc = json_object(payload, "command")
     unknown = set(doc) - {"command", "args", "deadline", "issued_by"}
     if unknown:
         raise PayloadError(f"command: unknown field(s) {sorted(unknown)}")
@@ -118,7 +119,7 @@ def decode_command(payload: bytes) -> Command:
 
 def decode_result(payload: bytes) -> Result:
     """Decode a command result; PayloadError naming the field that is wrong."""
-    doc = _json_object(payload, "command result")
+    doc = json_object(payload, "command result")
     request_id = doc.get("request_id")
     if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
         raise PayloadError("command result: 'request_id' is missing or not a request id")

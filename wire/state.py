@@ -21,6 +21,7 @@ import json
 import math
 from typing import Any, Literal, NotRequired, TypedDict
 
+from wire.commands import json_object
 from wire.errors import PayloadError
 
 MAX_PAYLOAD = 256 * 1024
@@ -63,14 +64,7 @@ class SensorState(TypedDict):
 
 def decode_desired(payload: bytes) -> Desired:
     """Parse and check a desired-state payload; PayloadError says what is wrong."""
-    if len(payload) > MAX_PAYLOAD:
-        raise PayloadError(f"desired state is {len(payload)} bytes, more than {MAX_PAYLOAD}")
-    try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"desired state is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise PayloadError("desired state must be a JSON object")
+    body = json_object(payload, "desired state", MAX_PAYLOAD)
     version = body.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise PayloadError("desired state: 'version' must be a whole number, at least 1")
