@@ -264,5 +264,6 @@ async def test_a_flood_of_advertisements_is_bounded_and_counted(hub: Hub) -> Non
     await run_until(adapter, lambda: adapter.adverts >= 2000)
     await asyncio.sleep(0)
     assert adapter.adverts == 2000
-    assert adapter.accepted + adapter.rejected["queue-full"] + adapter.duplicates >= 1990
+    # Every advert is accepted, refused as queue-full, a duplicate, or still in the 16-deep queue.
+    assert adapter.accepted + adapter.rejected["queue-full"] + adapter.duplicates >= 2000 - 16
     assert adapter.accepted > 0
