@@ -278,6 +278,29 @@ class RabbitMQSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UpdatesSection:
+    """Software-update bundles the cloud signs and serves, and the campaigns that roll them out (docs/ota.md)."""
+
+    folder: Path = doc(
+        "Folder of uploaded bundles, one subfolder per tenant (relative to this file)", default=Path("state/bundles")
+    )
+    key_file: Path | None = doc(
+        "The cloud's private update key (`roost bundle keygen`; gateways trust its .pub); unset: no campaigns",
+        default=None,
+    )
+    grant_ttl_s: float = doc(
+        "How long a download link a campaign sends a gateway stays valid, seconds", default=7 * 86400.0
+    )
+    max_campaign_gateways: int = doc("Most gateways one campaign selects", default=10_000)
+
+    def __post_init__(self) -> None:
+        if self.grant_ttl_s < 60:
+            raise ConfigValueError("grant_ttl_s", "must be at least 60 seconds")
+        if self.max_campaign_gateways < 1:
+            raise ConfigValueError("max_campaign_gateways", "must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloudConfig:
     """The whole cloud config file."""
 
@@ -288,6 +311,7 @@ class CloudConfig:
     ingest: IngestSection = doc("Ingest", default_factory=IngestSection)
     identity: IdentitySection = doc("Identity: OAuth2 authorization server", default_factory=IdentitySection)
     rabbitmq: RabbitMQSection = doc("RabbitMQ as the scale-out broker", default_factory=RabbitMQSection)
+    updates: UpdatesSection = doc("Update bundles and campaigns", default_factory=UpdatesSection)
 
     @property
     def identity_db_path(self) -> Path:
@@ -327,6 +351,9 @@ def _check_files(config: CloudConfig) -> None:
             raise ConfigValueError(f"auth.observers[{i}].token_file", f"cannot be read: {exc.strerror}") from exc
         if len(secret) < 8:
             raise ConfigValueError(f"auth.observers[{i}].token_file", "holds a token shorter than 8 characters")
+    key_file = config.updates.key_file
+    if key_file is not None and not key_file.is_file():
+        raise ConfigValueError("updates.key_file", f"{key_file} is not a file (make it with `roost bundle keygen`)")
     if config.rabbitmq.management_url:
         try:
             config.rabbitmq.management_password()

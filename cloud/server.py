@@ -29,11 +29,14 @@ from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
 from cloud.config import CloudConfig
 from cloud.errors import CloudError, ListenError
 from cloud.events_api import events_router
+from cloud.fleet.bundles import BundleStore, load_key
+from cloud.fleet.campaign_routes import campaign_router, link_for
+from cloud.fleet.campaigns import CampaignDB, CampaignRunner
 from cloud.fleet.commands import CommandCenter
 from cloud.fleet.fleet_routes import fleet_router
 from cloud.fleet.registry import FleetRegistry
 from cloud.fleet.routes import commands_router
-from cloud.fleet.service import FleetService
+from cloud.fleet.service import FleetService, Selector
 from cloud.identity.mqtt_refresh import MqttTokenRefresher
 from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
@@ -132,6 +135,17 @@ class CloudServer:
         self.commands = CommandCenter(config.store.path.parent / "fleet.sqlite", self.broker)
         self.registry = FleetRegistry(config.store.path.parent / "fleet.sqlite")
         self.fleet = FleetService(self.store, self.registry, self.commands, self.broker, self.identity)
+        self.bundles: BundleStore | None = None
+        self.campaigns: CampaignRunner | None = None
+        if config.updates.key_file is not None:  # update campaigns (docs/ota.md)
+            self.bundles = BundleStore(config.updates.folder, load_key(config.updates.key_file))
+            self.campaigns = CampaignRunner(
+                CampaignDB(config.store.path.parent / "fleet.sqlite"),
+                self.commands,
+                link=link_for(self.bundles, config.updates.grant_ttl_s),
+                version_of=self._reported_version,
+                audit=self.registry.audit,
+            )
         self.ingest = Ingest(
             self.broker,
             self.store,
@@ -157,6 +171,11 @@ class CloudServer:
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ServerInfo | None = None
+
+    async def _reported_version(self, tenant: str, gateway: str) -> str | None:
+        found = await self.fleet.select(tenant, Selector(ids=(gateway,)))
+        version = found[0]["version"] if found else None
+        return version if isinstance(version, str) else None
 
     async def _publish_token_result(self, topic: str, payload: bytes) -> None:
         await self.broker.publish(topic, payload, qos=1, retain=False)
@@ -207,6 +226,11 @@ class CloudServer:
         self._tasks.append(ingest_task)
         self._stack.push_async_callback(deadline.run, "ingest", lambda: _finish(ingest_task))
         self._stack.push_async_callback(deadline.run, "broker", self.broker.stop)
+        if self.campaigns is not None:
+            await self.campaigns.db.open()
+            self._stack.push_async_callback(deadline.run, "campaign tables", self.campaigns.db.close)
+            await self.campaigns.start()
+            self._stack.push_async_callback(deadline.run, "campaigns", self.campaigns.close)
 
         sock = _listen(cfg.server.host, cfg.server.port)
         app = create_app(
@@ -225,6 +249,11 @@ class CloudServer:
         )
         app.include_router(commands_router(self.commands))
         app.include_router(fleet_router(self.fleet))
+        updates = campaign_router(
+            self.bundles, self.campaigns, self.fleet, public_url=cfg.server.public_url,
+            max_gateways=cfg.updates.max_campaign_gateways,
+        )  # fmt: skip
+        app.include_router(updates)
         app.include_router(events_router(self.store))
         if self.rabbitmq_auth is not None:  # RabbitMQ's HTTP auth backend (docs/rabbitmq.md)
             app.include_router(rabbitmq_auth_router(self.rabbitmq_auth))
