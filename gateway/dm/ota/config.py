@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wire import bundle
 from wire.typedconfig import ConfigValueError, doc
 
 
@@ -35,8 +34,11 @@ class UpdateSection:
     def __post_init__(self) -> None:
         if self.root is not None and self.public_key_file is None:
             raise ConfigValueError("public_key_file", "is needed when root is set (bundles are only taken signed)")
-        if self.hardware != "auto" and self.hardware not in bundle.HARDWARE[:-1]:
-            raise ConfigValueError("hardware", f"must be auto or one of {', '.join(bundle.HARDWARE[:-1])}")
+        if self.hardware != "auto":
+            from wire import bundle  # imported only then: it loads cryptography's Ed25519 (several MB)
+
+            if self.hardware not in bundle.HARDWARE[:-1]:
+                raise ConfigValueError("hardware", f"must be auto or one of {', '.join(bundle.HARDWARE[:-1])}")
         if self.confirm_deadline_s < 5:
             raise ConfigValueError("confirm_deadline_s", "must be at least 5 seconds")
         if not 0 <= self.healthy_for_s < self.confirm_deadline_s:
@@ -51,5 +53,7 @@ class UpdateSection:
     def machine(self) -> str:
         """This gateway's hardware name."""
         import platform
+
+        from wire import bundle
 
         return bundle.hardware_name(platform.machine()) if self.hardware == "auto" else self.hardware
