@@ -31,6 +31,10 @@ class ControlError(Exception):
     """A control request that cannot be carried out; the message is shown to the technician."""
 
 
+class NotRunning(ControlError):
+    """No daemon answers on the control socket (it is not running, or runs with another state folder)."""
+
+
 class ControlServer:
     """Serves ``handlers`` by ``op`` on a unix socket until cancelled."""
 
@@ -107,7 +111,7 @@ async def request(path: Path, payload: Mapping[str, Any], timeout: float = HANDL
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=4 * 1024 * 1024), 5)
     except (OSError, TimeoutError) as exc:
-        raise ControlError(f"the gateway is not running, or not here (no control socket at {path}: {exc})") from None
+        raise NotRunning(f"the gateway is not running, or not here (no control socket at {path}: {exc})") from None
     try:
         writer.write(json.dumps(dict(payload)).encode() + b"\n")
         await writer.drain()
@@ -126,9 +130,58 @@ async def request(path: Path, payload: Mapping[str, Any], timeout: float = HANDL
 
 
 def handlers_for(adapters: list[Any], registry: Any) -> dict[str, Handler]:
-    """The daemon's control ops: pair (a permit-join window), devices (the registry) and label."""
+    """The daemon's control ops: pair (a permit-join window, or one device by ``id``), unpair, devices and label.
+
+    Pairing a device by id (BLE: ``{"op": "pair", "kind": "ble", "id": MAC, "key": HEX, ...}``) goes to the
+    running adapter of that kind (it records it in the registry and takes it at once); with no such adapter
+    running, a BLE device is only recorded (``"active": false``) and taken when the adapter starts.
+    """
+
+    def by_id(kind: object, method: str) -> Any:
+        return next((a for a in adapters if getattr(a, "kind", None) == kind and hasattr(a, method)), None)
+
+    async def pair_device(req: Mapping[str, Any]) -> Any:
+        kind = req.get("kind")
+        adapter = by_id(kind, "pair_device")
+        try:
+            if adapter is not None:
+                return await adapter.pair_device(
+                    req.get("id"), key=req.get("key"), name=req.get("name"), location=req.get("location")
+                )
+            if kind != "ble":
+                raise ControlError(f"{kind!r} devices are not paired by id")
+            from gateway.adapters.ble import paired
+
+            address, key = paired.check_mac(req.get("id")), paired.check_key(req.get("key"))
+            name, location = (
+                paired.check_label("name", req.get("name")),
+                paired.check_label("location", req.get("location")),
+            )
+            entry = await asyncio.to_thread(paired.record, registry, address, key=key, name=name, location=location)
+            return {**entry, "active": False}
+        except ValueError as exc:  # PairingRefused: a malformed address or key
+            raise ControlError(str(exc)) from None
+
+    async def unpair(req: Mapping[str, Any]) -> Any:
+        kind = req.get("kind")
+        adapter = by_id(kind, "unpair_device")
+        try:
+            if adapter is not None:
+                return await adapter.unpair_device(req.get("id"))
+            if kind != "ble":
+                raise ControlError(f"{kind!r} devices are not unpaired by id")
+            from gateway.adapters.ble import paired
+
+            address = paired.check_mac(req.get("id"))
+            if not await asyncio.to_thread(paired.forget, registry, address):
+                raise ControlError(f"{address} is not paired")
+            return {"kind": kind, "id": address, "removed": True, "active": False}
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
 
     async def pair(req: Mapping[str, Any]) -> Any:
+        if req.get("id") is not None:
+            return await pair_device(req)
         kind = req.get("kind")
         adapter = next((a for a in adapters if getattr(a, "kind", None) == kind and hasattr(a, "permit")), None)
         if adapter is None:
@@ -140,17 +193,29 @@ def handlers_for(adapters: list[Any], registry: Any) -> dict[str, Handler]:
         return await adapter.permit(seconds, name=str(req.get("name") or ""), location=str(req.get("location") or ""))
 
     async def devices(req: Mapping[str, Any]) -> Any:
-        kind = req.get("kind")
-        return await asyncio.to_thread(registry.devices, kind if isinstance(kind, str) else None)
+        """The registry's devices (never their secrets), then those heard but not paired (``pending()``)."""
+        kind = req.get("kind") if isinstance(req.get("kind"), str) else None
+        listed: list[dict[str, Any]] = await asyncio.to_thread(registry.devices, kind)
+        for a in adapters:
+            if hasattr(a, "pending") and kind in (None, getattr(a, "kind", None)):
+                listed.extend(a.pending())
+        return listed
 
     async def label(req: Mapping[str, Any]) -> Any:
         kind, device_id = req.get("kind"), req.get("id")
         if not isinstance(kind, str) or not isinstance(device_id, str):
             raise ControlError("label needs kind and id")
         name, location = req.get("name"), req.get("location")
+        if kind == "ble":
+            from gateway.adapters.ble.config import normalize_mac
+
+            try:
+                device_id = normalize_mac(device_id)
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
         adapter = next((a for a in adapters if getattr(a, "kind", None) == kind and hasattr(a, "label")), None)
         if adapter is not None:
             return await adapter.label(device_id, name=name, location=location)
         return await asyncio.to_thread(registry.label, kind, device_id, name=name, location=location)
 
-    return {"pair": pair, "devices": devices, "label": label}
+    return {"pair": pair, "unpair": unpair, "devices": devices, "label": label}

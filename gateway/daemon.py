@@ -89,7 +89,7 @@ def _build_adapters(
         from gateway.adapters.ble.adapter import BleAdapter  # imports bleak
 
         counters = config.gateway.state_dir / "ble-counters.json"
-        adapters.append(BleAdapter(config.adapters.ble, hub, pairing, counters_file=counters))
+        adapters.append(BleAdapter(config.adapters.ble, hub, pairing, counters_file=counters, registry=registry))
     if config.adapters.zigbee.enabled:
         from gateway.adapters.zigbee.adapter import ZigbeeAdapter  # imports zigpy (about 48 MB)
 
@@ -99,7 +99,7 @@ def _build_adapters(
 
 
 def _control(config: GatewayConfig, adapters: list[Adapter], registry: Registry) -> list[asyncio.Task[None]]:
-    """The local control socket: ``roost gateway pair``, ``devices`` and ``label`` talk to the daemon through it."""
+    """The local control socket: ``roost gateway pair``, ``unpair``, ``devices`` and ``label`` talk to the daemon."""
     from gateway.control import SOCKET_NAME, ControlServer, handlers_for
 
     server = ControlServer(config.gateway.state_dir / SOCKET_NAME, handlers_for(list(adapters), registry))

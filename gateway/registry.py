@@ -6,6 +6,9 @@ it). Devices are keyed by ``(kind, id)``: ``("zigbee", "00:12:4b:00:1c:a1:b2:c3"
 interview found (model, manufacturer, endpoints and clusters), ``added_at`` and ``last_seen``
 (seconds since 1970), and whatever else its adapter keeps (``extra``).
 
+Some of ``extra`` is secret (a BLE bind key): the file is created with mode 0600, and
+:meth:`Registry.devices` leaves secrets out unless asked (:func:`public`), so no listing shows them.
+
 TinyDB rewrites its whole file on every write (about 12 inserts/s at 20,000 rows here): fine for tens
 or hundreds of devices, never per reading. :meth:`Registry.touch` therefore writes ``last_seen`` at
 most once per ``touch_interval_s`` per device. The methods block: call them through
@@ -27,6 +30,20 @@ from tinydb import Query, TinyDB
 FILE_NAME = "devices.json"
 TOUCH_INTERVAL_S = 3600.0
 _FIELDS = ("name", "location", "model", "manufacturer", "endpoints", "status", "extra")
+SECRET_EXTRA = frozenset({"bind_key"})
+"""Keys of ``extra`` that hold secrets: listed as ``{key}_set: true`` instead of their value."""
+
+
+def public(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` without its secrets (what a listing may show)."""
+    out = dict(entry)
+    extra = out.get("extra")
+    if isinstance(extra, Mapping) and SECRET_EXTRA & set(extra):
+        out["extra"] = {
+            **{k: v for k, v in extra.items() if k not in SECRET_EXTRA},
+            **{f"{k}_set": True for k in SECRET_EXTRA if extra.get(k)},
+        }
+    return out
 
 
 class Registry:
@@ -37,6 +54,8 @@ class Registry:
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # created 0600 before TinyDB opens it: no moment readable by others
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._db = TinyDB(path, indent=1, sort_keys=True, ensure_ascii=False)
         self._table = self._db.table("devices")
         self._lock = threading.Lock()
@@ -44,7 +63,7 @@ class Registry:
         self._touch_interval_s = touch_interval_s
         self._touched: dict[tuple[str, str], float] = {}
         with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)  # it may hold names of places a technician would not publish
+            os.chmod(path, 0o600)  # names of places a technician would not publish, bind keys
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> Registry:
@@ -126,10 +145,10 @@ class Registry:
         self._touched.pop((kind, device_id), None)
         return bool(removed)
 
-    def devices(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Every entry (of one kind), sorted by kind and id."""
+    def devices(self, kind: str | None = None, *, secrets: bool = False) -> list[dict[str, Any]]:
+        """Every entry (of one kind), sorted by kind and id; without secrets unless ``secrets``."""
         with self._lock:
-            docs = [dict(d) for d in self._table.all()]
+            docs = [dict(d) if secrets else public(d) for d in self._table.all()]
         if kind is not None:
             docs = [d for d in docs if d.get("kind") == kind]
         return sorted(docs, key=lambda d: (str(d.get("kind")), str(d.get("id"))))

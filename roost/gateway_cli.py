@@ -1,8 +1,9 @@
-"""``roost gateway pair|devices|label``: the technician's pairing tools, talking to the running daemon.
+"""``roost gateway pair|unpair|devices|label``: the technician's pairing tools, talking to the running daemon.
 
 They reach the daemon through its control socket in the state folder (``gateway/control.py``), so they
 run on the gateway as the service user (or root). ``devices`` reads the registry file directly when the
-daemon is not running.
+daemon is not running; ``pair ble`` and ``unpair ble`` then write it (the BLE adapter loads it at start).
+A bind key is never printed.
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ from typing import Any
 
 def add_parsers(gateway_actions: Any) -> None:
     """Add pair, devices and label under ``roost gateway``."""
-    pair = gateway_actions.add_parser("pair", help="open a pairing window (Zigbee permit-join) on the running gateway")
-    pair.add_argument("kind", choices=["zigbee"], help="which radio")
+    pair = gateway_actions.add_parser(
+        "pair", help="pair a device: Zigbee permit-join window, or a BLE device by its address and bind key"
+    )
+    pair.add_argument("kind", choices=["zigbee", "ble"], help="which radio")
     pair.add_argument("--config", "-c", required=True, help="gateway.toml")
-    pair.add_argument("--seconds", type=int, default=None, help="how long joining is allowed (default: permit_join_s)")
-    pair.add_argument("--name", default="", help="name for the device that joins (a second one gets '... 2')")
+    pair.add_argument("--seconds", type=int, default=None, help="zigbee: how long joining is allowed")
+    pair.add_argument("--mac", default=None, help="ble: the device's Bluetooth address (A4:C1:38:0A:1B:2C)")
+    pair.add_argument("--key", default=None, help="ble: its bind key, 32 hex characters ('-': read it from stdin)")
+    pair.add_argument("--name", default="", help="the device's name (zigbee: a second one that joins gets '... 2')")
     pair.add_argument("--location", default="", help="where the device is (room, cabinet, ...)")
     pair.set_defaults(func=pair_command)
-    dev = gateway_actions.add_parser("devices", help="list the paired devices in the gateway's registry")
+    unpair = gateway_actions.add_parser("unpair", help="forget a BLE device paired with 'pair ble'")
+    unpair.add_argument("kind", choices=["ble"], help="which radio")
+    unpair.add_argument("--config", "-c", required=True, help="gateway.toml")
+    unpair.add_argument("--mac", required=True, help="the device's Bluetooth address")
+    unpair.set_defaults(func=unpair_command)
+    dev = gateway_actions.add_parser(
+        "devices", help="list the paired devices in the gateway's registry, and BLE devices heard but not paired"
+    )
     dev.add_argument("--config", "-c", required=True, help="gateway.toml")
     dev.add_argument("--kind", default=None, help="only this kind (zigbee, ble, ...)")
     dev.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -57,10 +69,14 @@ def _fail(what: str, exc: Exception) -> int:
 
 
 def pair_command(args: argparse.Namespace) -> int:
-    """Open a permit-join window on the running gateway and say until when."""
+    """Open a permit-join window on the running gateway and say until when; or pair a BLE device."""
     from gateway.control import ControlError
     from gateway.errors import ConfigError
 
+    if args.kind == "ble":
+        return _pair_ble(args)
+    if args.mac is not None or args.key is not None:
+        return _fail("pair", ValueError("--mac and --key are for ble; a Zigbee device joins during --seconds"))
     try:
         result = _ask(
             args,
@@ -73,15 +89,98 @@ def pair_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _offline_registry(args: argparse.Namespace, address: str, what: str) -> Any:
+    """The registry file, for when the daemon is not running; refuses a device that gateway.toml lists."""
+    from gateway import config as gwconfig
+    from gateway.adapters.ble.paired import PairingRefused
+    from gateway.registry import FILE_NAME, Registry
+
+    cfg = gwconfig.load(Path(args.config))
+    if any(d.address == address for d in cfg.adapters.ble.devices):
+        raise PairingRefused(
+            f"{address} is listed in gateway.toml ([[adapters.ble.devices]]), which wins over pairing: {what} it there"
+        )
+    state_dir = cfg.gateway.state_dir
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Registry(state_dir / FILE_NAME)
+
+
+def _pair_ble(args: argparse.Namespace) -> int:
+    from gateway.adapters.ble import paired
+    from gateway.control import ControlError, NotRunning
+    from gateway.errors import ConfigError
+
+    if args.seconds is not None:
+        return _fail("pair", ValueError("--seconds is for zigbee; a BLE device is paired by --mac"))
+    try:
+        key_text = sys.stdin.readline().strip() if args.key == "-" else args.key
+        address, key = paired.check_mac(args.mac), paired.check_key(key_text)
+        name, location = paired.check_label("name", args.name), paired.check_label("location", args.location)
+        request = {"op": "pair", "kind": "ble", "id": address, "key": key, "name": name, "location": location}
+        try:
+            entry = _ask(args, request)
+        except NotRunning:
+            reg = _offline_registry(args, address, "change")
+            try:
+                entry = {**paired.record(reg, address, key=key, name=name, location=location), "offline": True}
+            finally:
+                reg.close()
+    except (ControlError, ConfigError, ValueError) as exc:
+        return _fail("pair", exc)
+    has_key = bool(entry.get("encrypted") or (entry.get("extra") or {}).get("bind_key_set"))
+    what = f"ble {address}: paired (name {entry.get('name', '')!r}, location {entry.get('location', '')!r}, "
+    what += "bind key set)" if has_key else "no bind key)"
+    if entry.get("offline"):
+        print(f"{what}; recorded in the registry: the gateway takes it when it starts (it is not running now)")
+    elif entry.get("active"):
+        print(f"{what}; its readings are bridged from its next advertisement")
+    else:
+        print(f"{what}; recorded in the registry: BLE is not enabled in gateway.toml ([adapters.ble] enabled = true)")
+    return 0
+
+
+def unpair_command(args: argparse.Namespace) -> int:
+    """Forget a BLE device paired with ``pair ble`` (through the daemon, or in the registry file)."""
+    from gateway.adapters.ble import paired
+    from gateway.control import ControlError, NotRunning
+    from gateway.errors import ConfigError
+
+    try:
+        address = paired.check_mac(args.mac)
+        try:
+            _ask(args, {"op": "unpair", "kind": "ble", "id": address})
+            print(f"ble {address}: unpaired; its readings are no longer bridged")
+        except NotRunning:
+            reg = _offline_registry(args, address, "remove")
+            try:
+                if not paired.forget(reg, address):
+                    raise ControlError(f"{address} is not paired") from None
+            finally:
+                reg.close()
+            print(f"ble {address}: removed from the registry (the gateway is not running)")
+    except (ControlError, ConfigError, ValueError) as exc:
+        return _fail("unpair", exc)
+    return 0
+
+
+def _status(d: dict[str, Any]) -> str:
+    status = str(d.get("status", ""))
+    if (d.get("extra") or {}).get("bind_key_set"):
+        status += ", key set"
+    if status in ("unpaired", "needs-key"):
+        status = f"heard, {'not paired' if status == 'unpaired' else 'needs a key'}: pair it with --mac"
+    return status
+
+
 def devices_command(args: argparse.Namespace) -> int:
     """List the registry (from the daemon, or the file when it is not running)."""
-    from gateway.control import ControlError
+    from gateway.control import ControlError, NotRunning
     from gateway.errors import ConfigError
 
     try:
         try:
             devices = _ask(args, {"op": "devices", "kind": args.kind})
-        except ControlError:
+        except NotRunning:
             from gateway.registry import FILE_NAME, Registry
 
             path = _state_dir(args.config) / FILE_NAME
@@ -105,7 +204,7 @@ def devices_command(args: argparse.Namespace) -> int:
     for d in devices:
         print(
             f"{d.get('kind', ''):8} {d.get('id', ''):26} {d.get('name', ''):20.20} {d.get('location', ''):16.16} "
-            f"{d.get('model') or '':18.18} {d.get('status', '')}"
+            f"{d.get('model') or '':18.18} {_status(d)}"
         )
     return 0
 

@@ -12,6 +12,11 @@ Per advertisement (bleak's detection callback only queues it; one task decodes, 
   and counted (``unpaired``), not forwarded (unless ``accept = "any"``);
 * readings carry the reception time and go to the hub in one publish per batch.
 
+Devices paired at run time (``roost gateway pair ble``, through the control socket) are recorded in
+the device registry (``paired.py``) and taken at once; the registry's devices are loaded at start,
+beside those of gateway.toml (which wins for a device in both). Devices heard but not paired are
+kept in :attr:`BleAdapter.heard_unpaired` for ``roost gateway devices``.
+
 Listed devices unheard for their ``expected_interval_s`` are published ``available = false`` once
 (WARNING); the next advertisement or GATT read publishes ``available = true`` (INFO).
 
@@ -40,6 +45,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from drivers.ble import errors as ble_errors
 from drivers.ble.decode import ReplayState, decode
 from gateway.adapters.base import ActuationError, Adapter
+from gateway.adapters.ble import paired as ble_paired
 from gateway.adapters.ble.config import BleDeviceSection, BleSection, normalize_mac
 from gateway.adapters.ble.errors import BleError
 from gateway.adapters.ble.gatt import GattLink, GattScheduler
@@ -47,6 +53,7 @@ from gateway.adapters.ble.scanner import ReplayScannerBackend, ReplaySource, ope
 from gateway.errors import BufferFull
 from gateway.hub import Hub
 from gateway.pairing import Pairing
+from gateway.registry import Registry
 from wire.reading import Reading
 
 _LOGGER = logging.getLogger(__name__)
@@ -83,6 +90,35 @@ class _LastPacket:
 
 
 @dataclass(slots=True)
+class HeardUnpaired:
+    """A device heard but not paired: what ``roost gateway devices`` lists for the technician to pair."""
+
+    address: str
+    sensor: str
+    format: str
+    status: str
+    """``unpaired`` (it decodes) or ``needs-key`` (encrypted, no bind key)."""
+    first_seen: float
+    last_seen: float
+    heard: int = 0
+
+    def as_entry(self) -> dict[str, Any]:
+        """A registry-like entry (kind, id, status, ...)."""
+        return {
+            "kind": ble_paired.KIND,
+            "id": self.address,
+            "name": "",
+            "location": "",
+            "model": self.format,
+            "status": self.status,
+            "sensor": self.sensor,
+            "heard": self.heard,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
+
+@dataclass(slots=True)
 class Availability:
     """Whether a listed device has been heard within its expected interval (reported in health)."""
 
@@ -109,6 +145,8 @@ class Availability:
 class BleAdapter(Adapter):
     """Scans, decodes and publishes until cancelled; GATT reads on a schedule for devices that list them."""
 
+    kind = ble_paired.KIND
+
     name = "ble"
 
     def __init__(
@@ -119,6 +157,7 @@ class BleAdapter(Adapter):
         *,
         keys: Mapping[str, bytes] | None = None,
         counters_file: Path | None = None,
+        registry: Registry | None = None,
         scanner_backend: type[BaseBleakScanner] | None = None,
         scanner_kwargs: Mapping[str, Any] | None = None,
         client_backend: type[BaseBleakClient] | None = None,
@@ -142,6 +181,12 @@ class BleAdapter(Adapter):
             if d.key is not None:
                 self._keys[d.address] = d.key
         self._by_name = {d.name: d.address for d in config.devices if d.name}
+        self._configured = frozenset(self.devices)
+        self.registry = registry
+        """Where devices paired at run time are kept (none: they last until the adapter stops)."""
+        self.heard_unpaired: dict[str, HeardUnpaired] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._replay_state = ReplayState()
         self.counters_file = counters_file
         """Where the last encryption counter per device is kept, so a recording cannot be replayed after a restart."""
@@ -198,6 +243,8 @@ class BleAdapter(Adapter):
         if self.counters_file is not None:
             self._counters_saved = await asyncio.to_thread(_load_counters, self.counters_file)
             self._replay_state = ReplayState(self._counters_saved)
+        if self.registry is not None:
+            await self._load_registry(self.registry)
         start = self._clock()
         for st in self.availability.values():
             st.last_heard = start
@@ -206,13 +253,100 @@ class BleAdapter(Adapter):
                 tg.create_task(self._scan_forever(), name="ble scanner")
                 tg.create_task(self._decode_forever(), name="ble decode")
                 if self.availability:
-                    tg.create_task(self._watch_availability(), name="ble availability")
+                    self._watch_task = tg.create_task(self._watch_availability(), name="ble availability")
+                self._group = tg  # a device paired later starts the availability watch (_adopt)
                 if self.gatt.devices:
                     tg.create_task(self.gatt.run(), name="ble gatt")
                 if self.counters_file is not None:
                     tg.create_task(self._save_counters_forever(), name="ble counters")
         finally:
+            self._group = self._watch_task = None
             self._save_counters()  # small and rare: written in place on the way out, even when cancelled
+
+    # -- pairing at run time (the control socket) ------------------------------------------------
+
+    async def _load_registry(self, registry: Registry) -> None:
+        entries = await asyncio.to_thread(registry.devices, ble_paired.KIND, secrets=True)
+        taken, both = ble_paired.merge(self.config.devices, ble_paired.from_registry(entries))
+        for address in both:
+            _LOGGER.info(
+                "BLE device %s is in gateway.toml and in the device registry: gateway.toml's entry is used", address
+            )
+        for device in taken:
+            self._adopt(device)
+        if taken:
+            _LOGGER.info("BLE: %d device(s) paired from the device registry", len(taken))
+
+    def _adopt(self, device: ble_paired.PairedBle) -> None:
+        address = device.address
+        self.devices[address] = BleDeviceSection(address=address)
+        if device.key is not None:
+            self._keys[address] = device.key
+        else:
+            self._keys.pop(address, None)
+        if address not in self.availability:
+            self.availability[address] = Availability(address, address, self.config.expected_interval_s, self._clock())
+        if self._group is not None and self._watch_task is None:
+            self._watch_task = self._group.create_task(self._watch_availability(), name="ble availability")
+        self.heard_unpaired.pop(address, None)
+        self._pairing.pending.pop(address, None)
+        self._logged = {(a, r) for a, r in self._logged if a != address}  # its next problem is worth a line again
+
+    def _refuse_configured(self, address: str, what: str) -> None:
+        if address in self._configured:
+            raise ble_paired.PairingRefused(
+                f"{address} is listed in gateway.toml ([[adapters.ble.devices]]), which wins over pairing: "
+                f"{what} it there"
+            )
+
+    async def pair_device(
+        self, mac: object, *, key: object = None, name: object = "", location: object = ""
+    ) -> dict[str, Any]:
+        """Pair a device now (bind key, name, location): recorded in the registry, bridged from its next advert."""
+        address = ble_paired.check_mac(mac)
+        hex_key = ble_paired.check_key(key)
+        label, place = ble_paired.check_label("name", name), ble_paired.check_label("location", location)
+        self._refuse_configured(address, "change")
+        # Without a new key, the one it had stays (as ble_paired.record keeps it in the registry).
+        device = ble_paired.PairedBle(address, bytes.fromhex(hex_key) if hex_key else self._keys.get(address))
+        if self.registry is not None:
+            entry = await asyncio.to_thread(
+                ble_paired.record, self.registry, address, key=hex_key, name=label, location=place
+            )
+        else:
+            entry = {"kind": ble_paired.KIND, "id": address, "name": label, "location": place, "status": "paired"}
+        self._adopt(device)
+        _LOGGER.info("BLE device %s paired%s", address, " with a bind key" if device.key else "")
+        return {**entry, "active": True, "encrypted": device.key is not None}
+
+    async def unpair_device(self, mac: object) -> dict[str, Any]:
+        """Forget a device paired at run time: its readings are no longer bridged."""
+        address = ble_paired.check_mac(mac)
+        self._refuse_configured(address, "remove")
+        known = address in self.devices
+        if self.registry is not None:
+            known = await asyncio.to_thread(ble_paired.forget, self.registry, address) or known
+        if not known:
+            raise ble_paired.PairingRefused(f"{address} is not paired")
+        self.devices.pop(address, None)
+        self._keys.pop(address, None)
+        self.availability.pop(address, None)
+        _LOGGER.info("BLE device %s unpaired", address)
+        return {"kind": ble_paired.KIND, "id": address, "removed": True, "active": True}
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Devices heard but not paired, most recently heard first."""
+        return [h.as_entry() for h in sorted(self.heard_unpaired.values(), key=lambda h: -h.last_seen)]
+
+    def _note_unpaired(self, address: str, sensor: str, fmt: str, status: str) -> None:
+        now = self._wall()
+        entry = self.heard_unpaired.get(address)
+        if entry is None:
+            if len(self.heard_unpaired) >= MAX_TRACKED:
+                self.heard_unpaired.pop(next(iter(self.heard_unpaired)))  # the longest-listed goes first
+            entry = self.heard_unpaired[address] = HeardUnpaired(address, sensor, fmt, status, now, now)
+        entry.sensor, entry.format, entry.status, entry.last_seen = sensor, fmt, status, now
+        entry.heard += 1
 
     async def _save_counters_forever(self) -> None:
         while True:
@@ -394,6 +528,7 @@ class BleAdapter(Adapter):
         if not self._allowed(address, sensor):
             self.rejected["unpaired"] += 1
             self._pairing.note_unknown(sensor, f"ble {address} ({result.format})", len(result.measurements))
+            self._note_unpaired(address, sensor, result.format, "unpaired")
             return []
         readings = [Reading(sensor, m.metric, m.value, ts, m.unit) for m in result.measurements]
         self._measured += len(readings)
@@ -420,6 +555,7 @@ class BleAdapter(Adapter):
         self.rejected[reason] += 1
         if reason == "needs-key" and address not in self.devices and self.config.accept == "paired":
             self._pairing.note_unknown(address, f"ble {address} (encrypted, needs a bind key)", 0)
+            self._note_unpaired(address, address, "encrypted", "needs-key")
         if (address, reason) in self._logged:
             _LOGGER.debug("BLE %s: %s (%s)", address, exc.problem, reason)
             return
@@ -448,9 +584,11 @@ class BleAdapter(Adapter):
     # -- availability, GATT, publishing ----------------------------------------------------------
 
     async def _watch_availability(self) -> None:
-        period = max(0.25, min(st.expected_s for st in self.availability.values()) / 4)
         while True:
-            await asyncio.sleep(period)
+            shortest = min(
+                (st.expected_s for st in self.availability.values()), default=self.config.expected_interval_s
+            )
+            await asyncio.sleep(max(0.25, shortest / 4))
             now = self._clock()
             gone = [
                 st
