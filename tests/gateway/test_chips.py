@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,15 @@ async def _readings(hub: Hub) -> list[Reading]:
     assert isinstance(buffer, DurableBuffer)
     batch = await buffer.take(100_000)
     return [] if batch is None else batch.readings
+
+
+async def _until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait (bounded) for ``cond``; polling, so a loaded machine only makes it slower, never wrong."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 async def _run(adapter: ChipAdapter, seconds: float) -> None:
@@ -138,16 +148,16 @@ async def test_a_chip_that_stops_answering_goes_unavailable_and_comes_back(tmp_p
     assert isinstance(bme, ChipModel)
     task = asyncio.create_task(adapter.run())
     try:
-        await asyncio.sleep(0.2)
-        bme.faults.nack = True
-        await asyncio.sleep(0.3)
         state = adapter.states["i2c-1-0x76"]
-        assert not state.available
+        await _until(lambda: state.readings > 0, "a first good reading")
+        bme.faults.nack = True
+        await _until(lambda: not state.available, "the chip marked unavailable")
         assert "BME280 at 0x76" in state.last_error and "no acknowledge" in state.last_error
         assert adapter.states["i2c-1-0x45"].available, "the other chips on the bus go on"
         bme.faults.nack = False
-        await asyncio.sleep(0.4)
-        assert state.available
+        await _until(lambda: state.available, "the chip back")
+        readings_back = state.readings
+        await _until(lambda: state.readings > readings_back, "a reading after the recovery")
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
