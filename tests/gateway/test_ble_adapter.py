@@ -6,7 +6,6 @@ with their timing; what is checked is what the uplink would send.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
