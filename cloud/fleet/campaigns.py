@@ -27,14 +27,13 @@ import json
 import logging
 import math
 import secrets
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.fleet.commands import CommandRecord
+from cloud.fleet.sqlitedb import FleetTables
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -217,39 +216,11 @@ def _campaign(row: tuple[Any, ...]) -> Campaign:
     return Campaign(cid, spec, state, stage, stage_started, reason, created_at, updated_at)
 
 
-class CampaignDB:
+class CampaignDB(FleetTables):
     """The campaign tables in ``fleet.sqlite``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        """Open (or create) the tables."""
-
-        def _open() -> sqlite3.Connection:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            return db
-
-        self._db = await asyncio.to_thread(_open)
-
-    async def close(self) -> None:
-        """Close the database."""
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
-
-    async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        db = self._db
-        if db is None:
-            raise RuntimeError("the campaign tables are not open")
-        async with self._lock:
-            return await asyncio.to_thread(lambda: db.execute(sql, params).fetchall())
+    SCHEMA = SCHEMA
+    WHAT = "the campaign tables"
 
     async def create(self, spec: CampaignSpec, gateways: Sequence[str]) -> Campaign:
         """Record a new running campaign over ``gateways`` (at least one)."""

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from cloud.authz import Principal
 from cloud.broker.base import MessageBroker
+from cloud.fleet.sqlitedb import FleetTables
 from wire import topics
 from wire.commands import Command, decode_result
 from wire.errors import PayloadError
@@ -111,15 +111,16 @@ def _record(row: tuple[Any, ...], now: float) -> CommandRecord:
     )  # fmt: skip
 
 
-class CommandCenter:
+class CommandCenter(FleetTables):
     """Sends commands through the broker and records their results."""
 
+    SCHEMA = SCHEMA
+    WHAT = "the command tables"
+
     def __init__(self, path: Path, broker: MessageBroker, *, resend_s: float = RESEND_S) -> None:
-        self.path = path
+        super().__init__(path)
         self._broker = broker
         self._resend_s = resend_s
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._answered: dict[str, asyncio.Event] = {}
         self._kicks: dict[tuple[str, str], asyncio.Event] = {}
@@ -128,35 +129,13 @@ class CommandCenter:
 
     # -- life cycle ------------------------------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Open (or create) the database."""
-
-        def _open() -> sqlite3.Connection:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            return db
-
-        self._db = await asyncio.to_thread(_open)
-
     async def close(self) -> None:
         """Stop resending and close the database."""
         for task in list(self._background):
             task.cancel()
         if self._background:
             await asyncio.wait(self._background, timeout=2)
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
-
-    async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        db = self._db
-        if db is None:
-            raise RuntimeError("the command center is not open")
-        async with self._lock:
-            return await asyncio.to_thread(lambda: db.execute(sql, params).fetchall())
+        await super().close()
 
     # -- sending ---------------------------------------------------------------------------------------------------
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from cloud.fleet.sqlitedb import FleetTables
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -76,39 +76,11 @@ def _meta(row: tuple[Any, ...]) -> GatewayMeta:
     )  # fmt: skip
 
 
-class FleetRegistry:
+class FleetRegistry(FleetTables):
     """Tags, reported and desired state, and the audit trail, per tenant."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        """Open (or create) the tables."""
-
-        def _open() -> sqlite3.Connection:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            return db
-
-        self._db = await asyncio.to_thread(_open)
-
-    async def close(self) -> None:
-        """Close the database."""
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
-
-    async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        db = self._db
-        if db is None:
-            raise RuntimeError("the fleet registry is not open")
-        async with self._lock:
-            return await asyncio.to_thread(lambda: db.execute(sql, params).fetchall())
+    SCHEMA = SCHEMA
+    WHAT = "the fleet registry tables"
 
     async def _ensure(self, tenant: str, gateway: str) -> None:
         await self._run("INSERT OR IGNORE INTO gateway_meta (tenant, gateway) VALUES (?, ?)", (tenant, gateway))
