@@ -59,6 +59,6 @@ def test_request_ids_are_safe_topic_levels(rid: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_decode_or_give_a_payload_error(raw: bytes) -> None:
-    for decode in (decode_command, decode_result):
+    for decode, kind in ((decode_command, Command), (decode_result, Result)):
         with contextlib.suppress(PayloadError):
-            decode(raw)
+            assert isinstance(decode(raw), kind)
