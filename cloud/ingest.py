@@ -230,7 +230,10 @@ class Ingest:
                     if remaining <= 0:
                         break
                     try:
-                        nxt = await asyncio.wait_for(self._queue.get(), remaining)
+                        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                        # arrives with an item, and the ingest would then never stop.
+                        async with asyncio.timeout(remaining):
+                            nxt = await self._queue.get()
                     except TimeoutError:
                         break
                 if nxt is _STOP:

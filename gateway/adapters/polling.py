@@ -150,7 +150,10 @@ class Poller(Adapter):
         ts = self._wall()
         timeout = self._poll_timeout_s if self._poll_timeout_s is not None else max(5.0, device.interval_s)
         try:
-            measurements = await asyncio.wait_for(device.poll(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+            # the poll finishes, and the poller then never stops (seen as a hung shutdown under load).
+            async with asyncio.timeout(timeout):
+                measurements = await device.poll()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a device's failure is counted and retried, never the poller's end

@@ -113,7 +113,8 @@ class ModbusLine:
                 client = await self._open()
                 self.requests += 1
                 try:
-                    response = await asyncio.wait_for(self._request(client, block, unit), self.timeout_s + 1.0)
+                    async with asyncio.timeout(self.timeout_s + 1.0):  # not wait_for: see gateway/adapters/polling.py
+                        response = await self._request(client, block, unit)
                 except (ModbusIOException, TimeoutError) as exc:
                     # pymodbus raises ModbusIOException both for silence and for an answer from the wrong unit
                     if "No response" in str(exc) or isinstance(exc, TimeoutError):

@@ -141,7 +141,8 @@ class RoostHandler(PortHandler):
                     raise NodeUnavailable(name, "its serial port was lost")
                 self._write(wire)
                 try:
-                    status = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+                    async with asyncio.timeout(timeout_s):  # not wait_for: see gateway/adapters/polling.py
+                        status = await asyncio.shield(fut)
                 except TimeoutError:
                     continue
                 if status != m.ResultStatus.DONE:
