@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.dm.journal import INTERRUPTED, CommandJournal
 from wire.commands import Result, check_request_id, decode_command
 from wire.errors import PayloadError
 
@@ -46,7 +47,28 @@ class Dispatcher:
         self._timeout_s = timeout_s
         self._done: OrderedDict[str, Result] = OrderedDict()
         self._running: dict[str, asyncio.Future[Result]] = {}
+        self._interrupted: dict[str, str] = {}
+        self._journal: CommandJournal | None = None
         self.counts: dict[str, int] = {}
+
+    def use_journal(self, journal: CommandJournal) -> None:
+        """Keep request ids on disk (docs/device-management.md): repeats after a reboot are not run again."""
+        done, self._interrupted = journal.load()
+        self._done.update(done)
+        self._journal = journal
+        if self._interrupted:
+            _LOGGER.warning(
+                "dm: %d command(s) were cut short by a restart and will not run again: %s",
+                len(self._interrupted),
+                ", ".join(f"{c} ({r})" for r, c in self._interrupted.items()),
+            )
+
+    def forget(self) -> None:
+        """Forget every request id (a wipe erased the journal with the rest of the state)."""
+        self._done.clear()
+        self._interrupted.clear()
+        if self._journal is not None:
+            self._journal.close()
 
     def register(self, name: str, handler: Handler, *, timeout_s: float | None = None) -> None:
         """Offer command ``name`` (``timeout_s``: its own longest run, e.g. a software update's)."""
@@ -80,7 +102,7 @@ class Dispatcher:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._running[request_id] = future
         try:
-            result = await self._run(request_id, payload)
+            result = await self._run_once(request_id, payload)
             future.set_result(result)
         except BaseException as exc:  # cancelled (shutdown): the waiters of a repeat get the same end
             future.set_exception(exc)
@@ -91,8 +113,21 @@ class Dispatcher:
         self._done[request_id] = result
         while len(self._done) > REMEMBERED:
             self._done.popitem(last=False)
+        if self._journal is not None:
+            await asyncio.to_thread(self._journal.finished, result, list(self._done.values()))
         self._count(result.status)
         return result
+
+    async def _run_once(self, request_id: str, payload: bytes) -> Result:
+        """Run it, with the journal's start line written first; a start without a result was cut short."""
+        command = self._interrupted.pop(request_id, None)
+        if command is not None:
+            self._count("interrupted")
+            error = f"{command}: {INTERRUPTED}"
+            return Result(request_id=request_id, status="error", error=error, finished=self._clock())
+        if self._journal is not None:
+            await asyncio.to_thread(self._journal.started, request_id, _name_of(payload), self._clock())
+        return await self._run(request_id, payload)
 
     async def _run(self, request_id: str, payload: bytes) -> Result:
         def answer(status: Any, error: str | None = None, result: dict[str, Any] | None = None) -> Result:
@@ -129,3 +164,11 @@ class Dispatcher:
             _LOGGER.exception("Command %s (%s) failed unexpectedly", cmd.command, request_id)
             return answer("error", f"failed unexpectedly: {exc!r}")
         return answer("ok", result=out)
+
+
+def _name_of(payload: bytes) -> str:
+    """The command's name for the journal (the payload is decoded properly later)."""
+    try:
+        return decode_command(payload).command
+    except PayloadError:
+        return "(not a command)"

@@ -20,6 +20,7 @@ from gateway.config import GatewayConfig
 from gateway.dm import wipe
 from gateway.dm.agent import build_dispatcher
 from gateway.dm.commands import Dispatcher
+from gateway.dm.journal import JOURNAL_FILE, CommandJournal
 from gateway.dm.logring import install as install_log_ring
 from gateway.dm.manager import DeviceManager
 from gateway.dm.network import FakeNetworkManager, NetworkBackend, NetworkChanger, NetworkManagerBackend
@@ -114,6 +115,7 @@ class DmRuntime:
         """The DM agent's dispatcher (one for the process: repeats are answered across restarts)."""
         if self._agent is None:
             self._agent = build_dispatcher(lambda: self.current)
+            self._agent.use_journal(CommandJournal(self.base.gateway.state_dir / "dm" / JOURNAL_FILE))
             self.manager.register(self._agent)
         return self._agent
 
@@ -166,6 +168,8 @@ class DmRuntime:
         self.manager.wipe_requested = None
         extra = [config.buffer.path, config.cloud.password_file, config.identity.claim_token_file]
         erased = await asyncio.to_thread(wipe.erase, config.gateway.state_dir, extra)
+        if self._agent is not None:
+            self._agent.forget()
         self.ring.clear()
         self.state = DesiredState(config.gateway.state_dir, rollback_after_s=self.base.dm.rollback_after_s)
         self.manager.state = self.state

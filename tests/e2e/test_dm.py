@@ -197,6 +197,24 @@ async def test_every_command_desired_state_and_roll_backs_end_to_end(sites: list
     assert results[0] == results[1] and json.loads(results[0])["status"] == "ok"
     assert [a["action"] for a in recorded(site.gateway_state_dir)].count("ssh-on") == 1, "acted once"
 
+    # ... and across a power cut: the gateway is killed, starts again, and the same request id still acts once
+    # (the command journal on disk), answered with the first result.
+    connects = len(await _wait_log(site, r"uplink: connected to", 5))
+    site.gateway.kill()
+    await site.start_gateway()
+    await _wait_log(site, r"uplink: connected to", 30, count=connects + 1)
+    async with aiomqtt.Client("127.0.0.1", site.http_port, transport="websockets", websocket_path="/mqtt",
+                              identifier="oskar-test", username="oskar", password=owner) as client:  # fmt: skip
+        await client.subscribe(f"roost/{TENANT}/{gw}/cmd-result/{rid}", qos=1)
+        await client.publish(f"roost/{TENANT}/{gw}/cmd/{rid}", cmd, qos=1)
+        async with asyncio.timeout(20):
+            async for message in client.messages:
+                if str(message.topic).endswith(f"/cmd-result/{rid}"):
+                    after_reboot = bytes(message.payload)  # type: ignore[arg-type]
+                    break
+    assert after_reboot == results[0], "the first result, from the journal"
+    assert [a["action"] for a in recorded(site.gateway_state_dir)].count("ssh-on") == 1, "not run again after reboot"
+
     # wipe: credentials, keys, buffer, pairings and state erased; then factory state.
     key_before = (site.gateway_state_dir / "identity" / "key.pem").read_bytes()
     status, wiped = await _send(site, olga, "wipe", args={"confirm": "wipe"})
