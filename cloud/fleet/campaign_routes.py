@@ -63,6 +63,15 @@ class HaltBody(BaseModel):
     reason: str = Field(default="halted by an operator", max_length=500)
 
 
+class ResumeBody(BaseModel):
+    """How an operator resumes a halted campaign."""
+
+    retry_failed: bool = Field(
+        default=False, description="send the update again to the halted stage's failed and rolled-back gateways"
+    )
+    failure_threshold: float | None = Field(default=None, ge=0.0, lt=1.0, description="a new failure threshold")
+
+
 def link_for(store: BundleStore, grant_ttl_s: float) -> Link:
     """The download link a campaign sends: the bundle's URL with a grant valid for ``grant_ttl_s``."""
 
@@ -202,6 +211,25 @@ def campaign_router(
         target = _allow(request, caller, "run_campaigns", tenant) or "default"
         reason = body.reason if body is not None else "halted by an operator"
         campaign = await campaigns.halt(target, cid, by=_issued_by(caller), reason=reason)
+        if campaign is None:
+            raise ApiError(404, f"no campaign {cid!r} in tenant {target!r}", parameter="id")
+        return campaign.as_dict(await campaigns.db.targets(cid))
+
+    @router.post("/api/v1/campaigns/{cid}/resume")
+    async def resume(
+        cid: str, request: Request, caller: Caller, body: ResumeBody | None = None, tenant: TenantQuery = None
+    ) -> dict[str, Any]:
+        """Resume a halted campaign from the stage it halted in (retrying its failed gateways when asked)."""
+        _, campaigns = parts()
+        target = _allow(request, caller, "run_campaigns", tenant) or "default"
+        opts = body or ResumeBody()
+        try:
+            campaign = await campaigns.resume(
+                target, cid, by=_issued_by(caller), retry_failed=opts.retry_failed,
+                failure_threshold=opts.failure_threshold,
+            )  # fmt: skip
+        except CampaignError as exc:
+            raise ApiError(409, str(exc), parameter="id") from None
         if campaign is None:
             raise ApiError(404, f"no campaign {cid!r} in tenant {target!r}", parameter="id")
         return campaign.as_dict(await campaigns.db.targets(cid))

@@ -305,6 +305,45 @@ class CampaignDB(FleetTables):
         )
         return bool(rows)
 
+    async def resume(self, cid: str, *, retry_failed: bool, failure_threshold: float | None, reason: str) -> int:
+        """Set a halted campaign running again from its stage (which starts afresh); the gateways put back to send.
+
+        With ``retry_failed``, the current stage's failed and rolled-back gateways are sent the update again
+        (under new request ids); a new ``failure_threshold`` replaces the campaign's. -1: it was not halted.
+        """
+        db = self._db
+        if db is None:
+            raise RuntimeError("the campaign tables are not open")
+        now = time.time()
+
+        def _tx() -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT state, stage FROM campaigns WHERE id = ?", (cid,)).fetchone()
+                if row is None or row[0] != "halted":
+                    db.execute("ROLLBACK")
+                    return -1
+                db.execute(
+                    "UPDATE campaigns SET state = 'running', reason = ?, stage_started = NULL, "
+                    "failure_threshold = COALESCE(?, failure_threshold), updated_at = ? WHERE id = ?",
+                    (reason, failure_threshold, now, cid),
+                )
+                retried = 0
+                if retry_failed:
+                    retried = db.execute(
+                        "UPDATE campaign_targets SET status = 'pending', request_id = NULL, reason = NULL, "
+                        "updated_at = ? WHERE campaign = ? AND stage = ? AND status IN ('failed', 'rolled-back')",
+                        (now, cid, row[1]),
+                    ).rowcount
+                db.execute("COMMIT")
+                return int(retried)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        async with self._lock:
+            return await asyncio.to_thread(_tx)
+
     async def start_stage(self, cid: str) -> float:
         """The current stage's start (set now if it had none): its deadline counts from it."""
         now = time.time()
@@ -381,6 +420,42 @@ class CampaignRunner:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
             await self._audit(tenant, by, "campaign-halted", cid, {"reason": reason, "stage": campaign.stage})
+        return await self.db.get(tenant, cid)
+
+    async def resume(
+        self, tenant: str, cid: str, *, by: str, retry_failed: bool = False, failure_threshold: float | None = None
+    ) -> Campaign | None:
+        """Set a halted campaign running again from the stage it halted in; None: no such campaign.
+
+        CampaignError when it is not halted, or the new threshold is out of range. Without ``retry_failed``
+        or a higher ``failure_threshold``, a campaign halted by its failures halts again at once.
+        """
+        campaign = await self.db.get(tenant, cid)
+        if campaign is None:
+            return None
+        if failure_threshold is not None and not 0.0 <= failure_threshold < 1.0:
+            raise CampaignError("failure_threshold: a fraction from 0 (halt on any failure) to below 1")
+        if campaign.state != "halted":
+            raise CampaignError(f"campaign {cid} is {campaign.state}: only a halted campaign can be resumed")
+        if retry_failed:  # answers that came in after the halt: a failure among them is retried too
+            for t in await self.db.targets(cid):
+                if t.stage != campaign.stage or t.status != "sent" or t.request_id is None:
+                    continue
+                rec = await self._sender.wait(tenant, t.gateway, t.request_id, 0.0)
+                if rec is not None and rec.status not in {"pending", "ok"}:
+                    reason = f"{rec.status}: {rec.error or 'no reason given'}"
+                    await self.db.set_target(cid, t.gateway, "failed", reason=reason)
+        retried = await self.db.resume(
+            cid, retry_failed=retry_failed, failure_threshold=failure_threshold, reason=f"resumed by {by}"
+        )
+        if retried < 0:
+            raise CampaignError(f"campaign {cid} is no longer halted")
+        await self._audit(
+            tenant, by, "campaign-resumed", cid,
+            {"stage": campaign.stage, "retried": retried, "failure_threshold": failure_threshold,
+             "halted_because": campaign.reason},
+        )  # fmt: skip
+        self._spawn(cid)
         return await self.db.get(tenant, cid)
 
     async def wait(self, cid: str, timeout: float) -> None:

@@ -198,3 +198,12 @@ async def test_a_campaign_halts_by_itself_when_its_canary_fails(cloud: CloudServ
         again = (await api.post(f"/api/v1/campaigns/{cid}/halt", json={"reason": "x"})).json()
         assert again["state"] == "halted" and again["reason"] == campaign["reason"]  # halting twice changes nothing
         assert json.dumps(campaign)  # plain JSON
+        # Resume: a bad threshold is refused; resumed as it is, the failed canary halts it again at once.
+        r = await api.post(f"/api/v1/campaigns/{cid}/resume", json={"failure_threshold": 2})
+        assert r.status_code == 400 and "failure_threshold" in r.text
+        assert (await api.post("/api/v1/campaigns/c-0000000000000000/resume")).status_code == 404
+        r = await api.post(f"/api/v1/campaigns/{cid}/resume", json={})
+        assert r.status_code == 200 and r.json()["state"] in {"running", "halted"}, r.text
+        await eventually(halted, timeout=10)
+        trail = [e["action"] for e in (await api.get("/api/v1/fleet/audit")).json()["items"]]
+        assert trail[:2] == ["campaign-halted", "campaign-resumed"] and len(urls) == 1

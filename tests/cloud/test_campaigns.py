@@ -230,3 +230,55 @@ async def test_a_manual_halt_stops_sending(db: CampaignDB) -> None:
     await runner.wait(c.id, 2)
     assert len(sender.sent) == 1 and ("operator:default/olga", "campaign-halted") in audit
     assert await runner.halt("other", c.id, by="x", reason="y") is None  # another tenant's campaign is not found
+
+
+async def test_a_halted_campaign_resumes_retrying_its_failed_gateways(db: CampaignDB) -> None:
+    sender, audit = FakeSender(default="unknown"), list[tuple[str, str]]()
+    runner = _runner(db, sender, audit)
+    c = await runner.create(_spec(stages=(10, 100)), GATEWAYS)
+    await runner.wait(c.id, 10)
+    halted = await db.get("default", c.id)
+    assert halted is not None and halted.state == "halted" and halted.stage == 0
+    canary = (await db.targets(c.id))[0]
+    assert canary.status == "failed" and sender.sent == [canary.gateway]
+
+    with pytest.raises(CampaignError, match="failure_threshold"):
+        await runner.resume("default", c.id, by="olga", failure_threshold=1.5)
+    assert await runner.resume("other", c.id, by="olga") is None
+
+    # Resumed without retrying, the failed canary still counts: it halts again at once, sending nothing.
+    again = await runner.resume("default", c.id, by="operator:default/olga")
+    assert again is not None and again.state == "running" and again.reason == "resumed by operator:default/olga"
+    await runner.wait(c.id, 10)
+    assert (await db.get("default", c.id)).state == "halted" and sender.sent == [canary.gateway]  # type: ignore[union-attr]
+
+    # The cause is fixed (the gateways now take updates): retry the failed canary, and the campaign completes.
+    sender.default = "ok"
+    resumed = await runner.resume("default", c.id, by="operator:default/olga", retry_failed=True)
+    assert resumed is not None and resumed.state == "running"
+    await runner.wait(c.id, 10)
+    done = await db.get("default", c.id)
+    assert done is not None and done.state == "completed"
+    assert sender.sent.count(canary.gateway) == 2 and sorted(set(sender.sent)) == sorted(GATEWAYS)
+    assert [a for _, a in audit].count("campaign-resumed") == 2
+
+    with pytest.raises(CampaignError, match="only a halted campaign"):
+        await runner.resume("default", c.id, by="olga")
+
+
+async def test_resume_retries_a_gateway_whose_failure_arrived_after_the_halt(db: CampaignDB) -> None:
+    sender, audit = FakeSender(default="never"), list[tuple[str, str]]()
+    runner = _runner(db, sender, audit)
+    c = await runner.create(_spec(stages=(100,), stage_timeout_s=30.0), GATEWAYS[:2])
+    for _ in range(200):
+        if len(sender.sent) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await runner.halt("default", c.id, by="olga", reason="hold on")  # both sent, no answer yet
+    sender.default = "error"  # the answers arrive after the halt: both failed
+    await runner.resume("default", c.id, by="olga", retry_failed=True, failure_threshold=0.9)
+    sender.default = "ok"
+    await runner.wait(c.id, 10)
+    done = await db.get("default", c.id)
+    assert done is not None and done.state == "completed", done
+    assert sorted(sender.sent) == sorted(GATEWAYS[:2] * 2)  # each sent again once
