@@ -17,7 +17,10 @@ class DmSection:
         default="systemd",
     )
     network: Literal["networkmanager", "fake"] = doc(
-        "Network settings through: networkmanager (D-Bus, the image) or fake (demo, tests)", default="networkmanager"
+        "Network settings through: networkmanager (nmcli, the image) or fake (demo, tests)", default="networkmanager"
+    )
+    nm_connection: str = doc(
+        "With network = networkmanager: the connection profile the 'network' command changes", default="roost-wifi"
     )
     fake_network_loses_cloud: tuple[str, ...] = doc(
         "With network = fake: Wi-Fi SSIDs (or static addresses) the fake treats as not reaching the cloud",

@@ -6,8 +6,8 @@ discovery document, through the backend). If it cannot, the previous settings ar
 (``network-pending.json``) holds the previous settings during the trial, so a crash or a reboot in the
 middle still ends in a roll-back when the daemon starts again (:meth:`NetworkChanger.resume`).
 
-Backends: :class:`NetworkManagerBackend` is where the image's NetworkManager (over D-Bus, through the
-privileged helper) plugs in: it needs the Roost image (issue 9) and says so. :class:`FakeNetworkManager`
+Backends: :class:`gateway.dm.nmcli.NmcliBackend` drives the image's NetworkManager with ``nmcli`` (one
+connection profile, ``roost-wifi`` by default); :class:`FakeNetworkManager`
 behaves like NetworkManager for the demo and the tests: it keeps the active settings in
 ``fake-network.json``, and settings it was told lose the cloud (an SSID or address in
 ``dm.fake_network_loses_cloud``) make the cloud unreachable, as a wrong PSK or a wrong subnet would.
@@ -123,22 +123,6 @@ def http_probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-class NetworkManagerBackend:
-    """NetworkManager over D-Bus through the privileged helper: comes with the Roost image (issue 9)."""
-
-    async def current(self) -> dict[str, Any]:
-        """Not available outside the image."""
-        raise NetworkError("network settings need NetworkManager through the Roost image's helper (issue 9)")
-
-    async def apply(self, settings: dict[str, Any]) -> None:
-        """Not available outside the image."""
-        raise NetworkError("network settings need NetworkManager through the Roost image's helper (issue 9)")
-
-    async def cloud_reachable(self, url: str) -> bool:
-        """An HTTP probe over the system's network."""
-        return await asyncio.to_thread(http_probe, url)
-
-
 class FakeNetworkManager:
     """Behaves like NetworkManager for tests: settings persist; those in ``loses_cloud`` cut the cloud off."""
 
@@ -210,7 +194,14 @@ class NetworkChanger:
                 _write_private, self._pending, {"previous": previous, "until": time.time() + self.rollback_after_s}
             )
             try:
-                await self.backend.apply(merged)
+                try:
+                    await self.backend.apply(merged)
+                except NetworkError as exc:  # half-applied (the profile changed, activation failed): put it back
+                    try:
+                        await self._roll_back(previous, f"the new settings could not be activated ({exc})")
+                    except NetworkError as again:
+                        raise NetworkError(f"{exc}; putting the previous settings back failed too: {again}") from None
+                    raise NetworkError(f"{exc}; the previous settings are active again") from None
                 ok = await self._reachable_within(self.rollback_after_s)
                 if not ok:
                     await self._roll_back(previous, "the cloud could not be reached with them")

@@ -23,7 +23,8 @@ from gateway.dm.commands import Dispatcher
 from gateway.dm.journal import JOURNAL_FILE, CommandJournal
 from gateway.dm.logring import install as install_log_ring
 from gateway.dm.manager import DeviceManager
-from gateway.dm.network import FakeNetworkManager, NetworkBackend, NetworkChanger, NetworkManagerBackend
+from gateway.dm.network import FakeNetworkManager, NetworkBackend, NetworkChanger
+from gateway.dm.nmcli import NmcliBackend
 from gateway.dm.privileged import FakeActions, PrivilegedActions, SystemdActions
 from gateway.dm.state import DesiredState
 
@@ -92,7 +93,7 @@ class DmRuntime:
         backend: NetworkBackend = (
             FakeNetworkManager(state_dir, dm.fake_network_loses_cloud)
             if dm.network == "fake"
-            else NetworkManagerBackend()
+            else NmcliBackend(dm.nm_connection)
         )
         probe = base.cloud.url.rstrip("/") + "/.well-known/roost"
         self.network = NetworkChanger(backend, state_dir, probe, rollback_after_s=dm.rollback_after_s)
