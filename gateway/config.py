@@ -38,6 +38,8 @@ class GatewaySection:
     state_dir: Path = doc("Folder for the buffer and state (relative to this file)", default=Path("state"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = doc("Log level", default="INFO")
     shutdown_timeout_s: float = doc("Seconds a clean shutdown may take before it stops waiting", default=5.0)
+    latitude: float | None = doc("Where the gateway is installed (degrees, WGS 84); a GPS fix wins", default=None)
+    longitude: float | None = doc("Where the gateway is installed (degrees, WGS 84); a GPS fix wins", default=None)
 
     def __post_init__(self) -> None:
         if self.id:
@@ -45,6 +47,19 @@ class GatewaySection:
         _checked("tenant", check_tenant, self.tenant)
         if self.shutdown_timeout_s <= 0:
             raise ConfigValueError("shutdown_timeout_s", "must be greater than 0")
+        if (self.latitude is None) != (self.longitude is None):
+            raise ConfigValueError("latitude", "give both latitude and longitude, or neither")
+        if self.latitude is not None and not -90.0 <= self.latitude <= 90.0:
+            raise ConfigValueError("latitude", "must be between -90 and 90 degrees")
+        if self.longitude is not None and not -180.0 <= self.longitude <= 180.0:
+            raise ConfigValueError("longitude", "must be between -180 and 180 degrees")
+
+    @property
+    def position(self) -> dict[str, float] | None:
+        """The configured position, or None."""
+        if self.latitude is None or self.longitude is None:
+            return None
+        return {"lat": self.latitude, "lon": self.longitude}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

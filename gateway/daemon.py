@@ -26,7 +26,7 @@ from gateway.dm.agent import heartbeat
 from gateway.enrollment import TokenCredentials
 from gateway.errors import GatewayError
 from gateway.hub import Hub
-from gateway.pairing import Pairing
+from gateway.pairing import ALLOWED_KIND, Pairing
 from gateway.registry import Registry
 from gateway.rules_runner import RulesRunner
 from gateway.uplink import Uplink
@@ -52,6 +52,10 @@ class Daemon:
     """Enrollment and tokens, when the gateway uses its own identity (no ``cloud.password_file``)."""
     rules: RulesRunner | None = None
     """The rules engine's runner (its counters go into the heartbeat)."""
+    registry: Registry | None = None
+    """Paired devices and allowed sensors (BLE keys, Zigbee devices, names and locations)."""
+    position: dict[str, float] | None = None
+    """The configured position (``gateway.latitude``/``longitude``), where no GPS fix says better."""
 
     def rejected(self) -> int:
         """Inputs refused by every adapter since start."""
@@ -169,10 +173,11 @@ async def _run_parts(config: GatewayConfig, dm: DmRuntime, *, ready: Callable[[D
         os.chmod(state_dir, 0o700)
     gw_id = identity.gateway_id(state_dir, config.gateway.id)
     coap = config.adapters.coap
-    pairing = Pairing(config.paired, accept_any=coap.accept == "any")
     async with DurableBuffer.from_config(config.buffer_path, config.buffer) as buffer:
         hub = Hub(buffer)
         registry = Registry.in_state_dir(state_dir)
+        allowed = [d["id"] for d in registry.devices(ALLOWED_KIND)]  # sensors paired by command since
+        pairing = Pairing([*config.paired, *allowed], accept_any=coap.accept == "any")
         adapters = _build_adapters(config, hub, pairing, registry)
         rules_runner = RulesRunner(
             hub,
@@ -208,7 +213,10 @@ async def _run_parts(config: GatewayConfig, dm: DmRuntime, *, ready: Callable[[D
         )
         if tokens is not None:
             tokens.use_channel(uplink)
-        daemon = Daemon(gw_id, buffer, hub, pairing, uplink, adapters, identity=tokens, rules=rules_runner)
+        daemon = Daemon(
+            gw_id, buffer, hub, pairing, uplink, adapters, identity=tokens, rules=rules_runner, registry=registry,
+            position=config.gateway.position,
+        )  # fmt: skip
         daemon_ref.append(daemon)
         dm.attach(daemon, tokens)
         _LOGGER.info("Gateway %s (tenant %s) starting; buffer %s", gw_id, config.gateway.tenant, config.buffer_path)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 _LOGGER = logging.getLogger(__name__)
 MAX_PENDING = 1000
+ALLOWED_KIND = "allowed"
+"""The registry's kind for sensors allowed by id (CoAP and serial senders paired by command or on site)."""
 
 
 @dataclass(slots=True)
@@ -48,6 +50,7 @@ class Pairing:
                 "until a technician pairs it",
                 sensor,
                 source,
+                extra={"sensor": sensor},  # journal field SENSOR
             )
         else:
             entry.last_seen = now

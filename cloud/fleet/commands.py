@@ -89,7 +89,9 @@ class CommandRecord:
         }
 
 
-SECRET_KEYS = frozenset({"psk", "password", "secret", "token", "refresh_token", "access_token", "claim_token"})
+SECRET_KEYS = frozenset(
+    {"psk", "password", "secret", "token", "refresh_token", "access_token", "claim_token", "key", "bind_key"}
+)
 
 
 def redact(value: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.actuation import Actuators
 from gateway.adapters.base import ActuationError
+from gateway.dm import pair_commands
 from gateway.dm.commands import CommandFailed, Dispatcher, InvalidArguments
 from gateway.enrollment import RotationFailed
 
@@ -83,7 +84,17 @@ def build_dispatcher(daemon: Callable[[], Daemon | None], *, clock: Callable[[],
         except ActuationError as exc:
             raise CommandFailed(str(exc)) from None
 
+    async def locate(args: dict[str, Any]) -> dict[str, Any]:
+        where = _location(running())
+        if where is None:
+            raise CommandFailed(
+                "this gateway does not know where it is: no GPS fix, and gateway.toml gives no latitude/longitude"
+            )
+        return where
+
     agent.register("ping", ping)
+    agent.register("locate", locate)
+    pair_commands.register(agent, running)
     agent.register("actuate", actuate)
     agent.register("report-state", report_state)
     agent.register("rotate-credentials", rotate_credentials)
@@ -91,7 +102,7 @@ def build_dispatcher(daemon: Callable[[], Daemon | None], *, clock: Callable[[],
 
 
 def _location(d: Daemon) -> dict[str, Any] | None:
-    """Where the gateway is: the last GPS fix of a serial NMEA receiver, if there is one."""
+    """Where the gateway is: the last GPS fix of a serial NMEA receiver, else the configured position."""
     for adapter in d.adapters:
         fix = getattr(adapter, "last_fix", None)
         if fix is not None:
@@ -102,6 +113,8 @@ def _location(d: Daemon) -> dict[str, Any] | None:
                 "source": "gps",
                 "at": getattr(adapter, "last_fix_at", None),
             }
+    if d.position is not None:
+        return {**d.position, "alt_m": None, "source": "configured", "at": None}
     return None
 
 
