@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: demo test check lint bench deps clean
+.PHONY: demo test check lint bench deps clean firmware firmware-avr firmware-sim firmware-coap-node
 
 # The environment the other targets use: Roost installed editable with pinned dependencies.
 $(VENV): $(STAMP)
@@ -25,6 +25,25 @@ deps:
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends libcoap3-bin >/dev/null)) \
 	    && echo "installed libcoap3-bin (coap-client-notls)"; \
 	  else echo "note: libcoap3-bin is not installed and this is not root: the libcoap client tests will be skipped"; fi; \
+	fi
+	@# libcoap's headers for building firmware/coap-node (the CoAP node's tests build it).
+	@if ! pkg-config --exists libcoap-3-notls 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq --no-install-recommends libcoap3-dev pkgconf >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends libcoap3-dev pkgconf >/dev/null)) \
+	    && echo "installed libcoap3-dev (to build the CoAP node)"; \
+	  else echo "note: libcoap3-dev is not installed and this is not root: the CoAP node's tests will be skipped"; fi; \
+	fi
+	@# firmware (issue 12): AVR toolchain and simulator (avr-gcc, avr-libc, libsimavr for firmware/sim, avrdude, optiboot's source)
+	@if ! command -v avr-gcc >/dev/null 2>&1 || ! command -v avrdude >/dev/null 2>&1 || \
+	    [ ! -e /usr/include/simavr/sim_avr.h ] || [ ! -e /usr/include/libelf.h ] || \
+	    [ ! -d /usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    pkgs="gcc-avr avr-libc simavr libsimavr-dev libelf-dev avrdude arduino-core-avr"; \
+	    (apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \
+	    && echo "installed $$pkgs"; \
+	  else echo "note: the AVR toolchain or simavr is not installed and this is not root: the firmware tests will be skipped"; fi; \
 	fi
 	@# RabbitMQ: the package's own service must not start (nor stay running): a temporary policy-rc.d denies
 	@# service starts during the install, systemd (where there is one) gets it disabled, and a node that runs anyway is stopped.
@@ -53,8 +72,27 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Every suite, the slow end-to-end ones too. pytest exits 5 when no test ran: that fails here too.
-test: deps $(STAMP) lint
+test: deps $(STAMP) lint firmware
 	$(BIN)/pytest -q $(PYTEST_FLAGS)
+
+# The firmware builds (issue 12), each printing its size: the AVR node (flash and RAM, then its protocol code
+# built natively against the shared vectors in tests/vectors/roostserial), the simavr bridge with optiboot,
+# and the CoAP node. A part whose toolchain is missing (not root) is skipped with a note; its tests skip too.
+firmware: firmware-avr firmware-sim firmware-coap-node
+
+firmware-avr:
+	@if command -v avr-gcc >/dev/null 2>&1; then $(MAKE) --no-print-directory -C firmware/avr; \
+	else echo "note: avr-gcc is not installed and this is not root: firmware/avr is not built (make deps installs it)"; fi
+	$(MAKE) --no-print-directory -C firmware/avr host-test
+
+firmware-sim:
+	@if [ -e /usr/include/simavr/sim_avr.h ] && command -v avr-gcc >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory -C firmware/sim; \
+	else echo "note: simavr or avr-gcc is not installed: firmware/sim is not built (make deps installs them)"; fi
+
+firmware-coap-node:
+	@if pkg-config --exists libcoap-3-notls 2>/dev/null; then $(MAKE) --no-print-directory -C firmware/coap-node; \
+	else echo "note: libcoap3-dev is not installed: firmware/coap-node is not built (make deps installs it)"; fi
 
 # The fast suites, for the inner loop (under 5 minutes).
 check: $(STAMP) lint
@@ -69,6 +107,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ble.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/zigbee.py
+	$(BIN)/python bench/coap_node.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

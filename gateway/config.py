@@ -18,6 +18,7 @@ from gateway.adapters.modbus.config import check_ports as check_modbus_ports
 from gateway.adapters.serial.config import SerialPortSection, check_ports
 from gateway.adapters.zigbee.config import ZigbeeSection
 from gateway.dm.config import DmSection
+from gateway.dm.nodefw.config import NodeFirmwareSection
 from gateway.dm.ota.config import UpdateSection
 from gateway.errors import ConfigError
 from wire import typedconfig
@@ -264,6 +265,10 @@ class GatewayConfig:
     rules: RulesSection = doc("Rules engine", default_factory=RulesSection)
     update: UpdateSection = doc(
         "Software updates: A/B slots, signed bundles (docs/ota.md)", default_factory=UpdateSection
+    )
+    node_firmware: NodeFirmwareSection = doc(
+        "Serial sensor nodes' firmware updates through their bootloader (docs/device-management.md)",
+        default_factory=NodeFirmwareSection,
     )
 
     @property

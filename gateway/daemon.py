@@ -192,6 +192,11 @@ async def _run_parts(config: GatewayConfig, dm: DmRuntime, *, ready: Callable[[D
             from gateway.dm.ota import command as ota_command
 
             ota_command.register(agent, config.update, ca_file=config.cloud.ca_file)
+        from gateway.dm.nodefw import command as node_firmware  # serial nodes' firmware
+
+        node_firmware.register(
+            agent, config.node_firmware, lambda: adapters, work_dir=state_dir / "dm", ca_file=config.cloud.ca_file
+        )
 
         async def on_command(request_id: str, payload: bytes) -> bytes | None:
             result = await agent.handle(request_id, payload)

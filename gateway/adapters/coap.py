@@ -9,6 +9,9 @@ The answer is 2.04 Changed only once the readings are durable in the buffer. Bad
 refused with a diagnostic payload and counted: 4.00 (malformed), 4.04 (no such path),
 4.05 (not POST), 4.13 (too large), 4.15 (content format), 4.03 (sensor not paired),
 5.03 (buffer full, with Max-Age saying when to retry).
+
+CoAP nodes that take commands observe ``/cmd/{node}`` (see :mod:`gateway.adapters.coap_commands`);
+through it this adapter is an :class:`~gateway.adapters.base.Actuator`.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiocoap
 import aiocoap.resource
 
 from drivers import linetext
-from gateway.adapters import coap_dedup
+from gateway.adapters import coap_commands, coap_dedup
 from gateway.adapters.base import Adapter
+from gateway.adapters.coap_commands import Refused
 from gateway.config import CoapSection
 from gateway.errors import BufferFull
 from gateway.hub import Hub
@@ -40,16 +44,6 @@ _LOGGER = logging.getLogger(__name__)
 _SENML_JSON = {senml.CONTENT_FORMAT_JSON, 50}
 _SENML_CBOR = {senml.CONTENT_FORMAT_CBOR, 60}
 _TEXT = {0}
-
-
-class Refused(Exception):
-    """A request refused with a CoAP code and a diagnostic (counted under ``reason``)."""
-
-    def __init__(self, code: aiocoap.Code, reason: str, diagnostic: str) -> None:
-        super().__init__(diagnostic)
-        self.code = code
-        self.reason = reason
-        self.diagnostic = diagnostic
 
 
 class TelemetryResource(aiocoap.resource.Resource):  # type: ignore[misc]
@@ -87,6 +81,7 @@ class CoapAdapter(Adapter):
         self.bound: tuple[str, int] | None = None
         self._dedup: list[coap_dedup.DuplicateCache] = []
         self._ready = asyncio.Event()
+        self.commands = coap_commands.NodeCommands(pairing, self.rejected)
 
     def stats(self) -> dict[str, object]:
         """Counters for health reports, with the duplicate cache's evictions."""
@@ -102,6 +97,7 @@ class CoapAdapter(Adapter):
         site.add_resource([".well-known", "core"], aiocoap.resource.WKCResource(site.get_resources_as_linkheader))
         site.add_resource(["telemetry"], TelemetryResource(self))
         site.add_resource(["telemetry"], SensorTelemetryResource(self))
+        site.add_resource(["cmd"], coap_commands.CommandResource(self.commands))
         try:
             ctx = await aiocoap.Context.create_server_context(
                 site, bind=(self.config.host, self.config.port), transports=["udp6"]
@@ -126,6 +122,20 @@ class CoapAdapter(Adapter):
         finally:
             await asyncio.shield(ctx.shutdown())
 
+    # -- the Actuator interface: CoAP nodes that observe /cmd/{node} (gateway/adapters/coap_commands.py) --
+
+    def owns(self, sensor: str) -> bool:
+        """Whether ``sensor`` is a CoAP node listening for commands now."""
+        return self.commands.owns(sensor)
+
+    def actions(self, sensor: str) -> list[str]:
+        """What CoAP node ``sensor`` said it can do."""
+        return self.commands.actions(sensor)
+
+    async def actuate(self, sensor: str, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Have CoAP node ``sensor`` do ``action``; its result."""
+        return await self.commands.actuate(sensor, action, args)
+
     async def handle(self, request: aiocoap.Message) -> aiocoap.Message:
         """Decode, check pairing, make durable, answer; counts every refusal."""
         path = list(request.opt.uri_path)
@@ -146,7 +156,8 @@ class CoapAdapter(Adapter):
                 ) from exc
         except Refused as exc:
             self.rejected[exc.reason] += 1
-            _LOGGER.debug("CoAP %s from %s refused: %s", request.code, _remote(request), exc.diagnostic)
+            _LOGGER.debug("CoAP %s from %s refused: %s", request.code, _remote(request), exc.diagnostic,
+                          extra={"adapter": self.name})  # fmt: skip
             response = aiocoap.Message(code=exc.code, payload=exc.diagnostic.encode())
             response.opt.content_format = 0
             if exc.code == aiocoap.REQUEST_ENTITY_TOO_LARGE:

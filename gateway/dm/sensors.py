@@ -3,11 +3,10 @@
 Management levels (reported in ``state/reported``):
 
 - ``full``: settings, outputs, reboot *and* firmware updates through Roost (a Roost serial node that
-  announces firmware update; none does yet, so none is ``full`` today);
-- ``semi``: some settings or actions through Roost (a Roost serial node that announced interval, outputs or
-  reboot; Zigbee devices, once that adapter exists, through their clusters);
-- ``none``: readings and availability only (CoAP senders, BLE advertisers, Modbus, I2C/SPI chips, a serial
-  node that announced no capability).
+  announced interval, outputs or reboot: its firmware goes through its bootloader with ``node-firmware``);
+- ``semi``: some of that through Roost (a Roost serial node that announced no capability: firmware only;
+  Zigbee devices, through their clusters);
+- ``none``: readings and availability only (CoAP senders, BLE advertisers, Modbus, I2C/SPI chips).
 
 Availability: a node announced on a port that is open, or a sensor whose last reading is recent (the
 :class:`Seen` tap on the hub keeps the last time per sensor, bounded).
@@ -49,7 +48,7 @@ class Seen:
 
 
 def _node_level(capabilities: int) -> Management:
-    return "semi" if capabilities & 0x0007 else "none"
+    return "full" if capabilities & 0x0007 else "semi"
 
 
 def inventory(adapters: Sequence[Any], seen: Seen, paired: Sequence[str] = ()) -> list[SensorState]:

@@ -172,8 +172,8 @@ max_records = 1
         ),
         (
             '[gatway]\nid = "x"',
-            "gateway.toml: gatway: unknown key "
-            "(known keys here: adapters, buffer, cloud, dm, gateway, identity, paired, rules, update, uplink)",
+            "gateway.toml: gatway: unknown key (known keys here: "
+            "adapters, buffer, cloud, dm, gateway, identity, node_firmware, paired, rules, update, uplink)",
         ),
         ('[adapters.coap]\nport = "5683"', "gateway.toml: adapters.coap.port: must be an integer, not '5683'"),
         ("[adapters.coap]\nport = 70000", "gateway.toml: adapters.coap.port: must be between 0 and 65535"),
@@ -340,6 +340,7 @@ def test_every_field_has_a_doc_string() -> None:
         "adapters.zigbee",
         "identity",
         "update",
+        "node_firmware",
         "rules",
         "dm",
     }

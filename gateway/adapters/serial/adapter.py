@@ -9,9 +9,10 @@ breaks them down per port. Commands for a Roost node go through :meth:`SerialAda
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from drivers.nmea import Fix
@@ -70,6 +71,17 @@ class SerialAdapter(Adapter):
             if port.section.path == path:
                 return port
         raise KeyError(path)
+
+    @contextlib.asynccontextmanager
+    async def released(self, path: str, reason: str, *, timeout_s: float = 10.0) -> AsyncIterator[SerialPort]:
+        """Port ``path`` closed and left alone (for another program, e.g. avrdude) inside the block, reopened after."""
+        port = self.port(path)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await port.release(reason)
+            yield port
+        finally:
+            port.take_back()
 
     def nodes(self) -> dict[str, m.Announce]:
         """The Roost nodes announced now, by sensor id."""

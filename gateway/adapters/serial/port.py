@@ -7,6 +7,8 @@
 * A device that vanishes (a read error, EOF) is logged, closed and reopened when it comes back.
 * Incoming bytes wait in a short queue for the handler; past its high-water mark the port stops
   reading (the kernel's buffer, then the line, takes the back-pressure; the Roost protocol resends).
+* :meth:`SerialPort.release` closes the port and keeps it closed for another program (avrdude
+  flashing the node's firmware) until :meth:`SerialPort.take_back`.
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ class SerialPort:
         self.bytes_in = 0
         self.bytes_out = 0
         self._opened = asyncio.Event()
+        self._wanted = asyncio.Event()
+        """Cleared while the port is released to another program."""
+        self._wanted.set()
+        self._idle = asyncio.Event()
+        """Set while the device is neither open nor being opened."""
+        self._idle.set()
+        self._transport: asyncio.Transport | None = None
 
     def stats(self) -> dict[str, Any]:
         """Counters for health reports."""
@@ -132,14 +141,37 @@ class SerialPort:
         """Wait until the port is open."""
         await self._opened.wait()
 
+    async def release(self, reason: str) -> None:
+        """Close the device and leave it closed (for ``reason``) until :meth:`take_back`; bound it with a timeout."""
+        self._wanted.clear()
+        self.problem = reason
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        await self._idle.wait()
+        self.state = "released"
+
+    def take_back(self) -> None:
+        """Open the device again (after :meth:`release`)."""
+        self._wanted.set()
+
     async def run(self) -> None:
         """Open, serve, reopen; until cancelled."""
         delay = self.section.reopen_initial_s
         warned = False
         while True:
+            if not self._wanted.is_set():
+                _LOGGER.info("Serial port %s closed: %s", self.section.path, self.problem)
+                self.state = "released"
+                await self._wanted.wait()
+                _LOGGER.info("Serial port %s taken back: opening it again", self.section.path)
+                delay, warned = self.section.reopen_initial_s, False
+            self._idle.clear()
             try:
                 transport, link = await self._open()
-            except PortUnavailable as exc:
+            except BaseException as exc:
+                self._idle.set()
+                if not isinstance(exc, PortUnavailable):
+                    raise
                 self.failed_opens += 1
                 self.state = "unavailable"
                 self.problem = str(exc)
@@ -163,7 +195,12 @@ class SerialPort:
                 )  # fmt: skip
             warned = False
             delay = self.section.reopen_initial_s
-            reason = await self._serve(transport, link)
+            try:
+                reason = await self._serve(transport, link)
+            finally:
+                self._idle.set()
+            if not self._wanted.is_set():
+                continue  # released, not lost
             self.losses += 1
             self.state = "lost"
             self.problem = reason
@@ -200,6 +237,14 @@ class SerialPort:
         return transport, link
 
     async def _serve(self, transport: asyncio.Transport, link: _Link) -> str:
+        self._transport = transport
+        if not self._wanted.is_set():  # released while it was opening: close it unused
+            transport.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await link.done.wait()
+            self._transport = None
+            return "released"
         self.opens += 1
         self.state = "open"
         self.problem = ""
@@ -228,6 +273,7 @@ class SerialPort:
                 link.wake.clear()
                 await link.wake.wait()
         finally:
+            self._transport = None
             self._opened.clear()
             self.handler.disconnected()
             transport.close()
