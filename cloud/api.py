@@ -24,19 +24,21 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud import api_models as models
 from cloud.authz import Authorizer, Principal
 from cloud.broker.base import MessageBroker
 from cloud.config import CloudConfig
 from cloud.errors import ApiError
 from cloud.identity.service import IdentityService
+from cloud.openapi_doc import APP_PROBLEMS, install_openapi, operation_ids, problem_responses
+from cloud.paging import CursorQuery, limit_query, page_body, position_page
 from cloud.policy.authorizer import PolicyAuthorizer, subject_of
 from cloud.policy.errors import PolicyInvalid
 from cloud.policy.model import RequestContext
+from cloud.problems import install_problem_handlers
 from cloud.stats import Stats
 from cloud.store import ReadingQuery, ReadingRow, Store
 from wire.discovery import WELL_KNOWN_PATH, Discovery
@@ -46,6 +48,8 @@ _LOGGER = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_LIMIT = 10_000
 _SPACED_OFFSET = re.compile(r" (\d\d:\d\d)$")  # a '+' in a query string arrives as a space
+_FIRST_S, _LAST_S = -62_135_596_800, 253_402_300_800  # 0001-01-01 and 10000-01-01 in epoch seconds
+_INT64 = 2**63 - 1  # what SQLite stores: a time or key beyond it is refused, not a 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,8 @@ def parse_time(parameter: str, text: str) -> int:
     else:
         if not math.isfinite(seconds):
             raise ApiError(400, f"{parameter} must be a finite number of seconds", parameter=parameter)
+        if not _FIRST_S <= seconds < _LAST_S:
+            raise ApiError(400, f"{parameter} must be a time between the years 1 and 9999", parameter=parameter)
         return round(seconds * 1_000_000)
     try:
         dt = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", text.strip()))
@@ -114,9 +120,10 @@ def decode_key(text: str, length: int) -> tuple[Any, ...]:
         or len(key) != length
         or isinstance(key[0], bool)
         or not isinstance(key[0], int)
+        or not -_INT64 <= key[0] <= _INT64
         or not all(isinstance(k, str) for k in key[1:])
     ):
-        raise ApiError(400, "cursor is not valid: pass the 'next' value of the previous page", parameter="cursor")
+        raise ApiError(400, "cursor is not valid: pass the next_cursor of the previous page", parameter="cursor")
     return tuple(key)
 
 
@@ -130,16 +137,19 @@ def decode_cursor(text: str) -> tuple[int, str, str, str, str]:
     return decode_key(text, 5)
 
 
-def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"status": status, "message": message}
-    if parameter is not None:
-        body["parameter"] = parameter
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
-
-
 async def _caller(request: Request) -> Principal | None:
-    """The principal of the request's bearer token; None when the API is open and none is sent; ApiError(401)."""
+    """The principal of the request's bearer token; None when the API is open and none is sent; ApiError(401).
+
+    The managed API's gate (``app.state.api_gate``, cloud/apimgmt) then throttles it by its plan (ApiError(429)).
+    """
+    principal = await _authenticate(request)
+    gate: Callable[[Request, Principal | None], None] | None = getattr(request.app.state, "api_gate", None)
+    if gate is not None:
+        gate(request, principal)
+    return principal
+
+
+async def _authenticate(request: Request) -> Principal | None:
     authorizer: Authorizer = request.app.state.ctx.authorizer
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -192,6 +202,8 @@ def _allow(request: Request, caller: Principal | None, action: str, tenant: str 
             403,
             f"{caller.kind} {caller.id!r} of tenant {caller.tenant!r} may not {action} in tenant {target!r}: {why}",
             parameter="tenant" if target != caller.tenant else None,
+            problem="policy-denied",
+            extensions={"action": action, "tenant": target},
         )
     return target
 
@@ -201,25 +213,21 @@ Caller = Annotated[Principal | None, Depends(_caller)]
 
 def create_app(ctx: ApiContext) -> FastAPI:
     """The FastAPI application over ``ctx``."""
-    app = FastAPI(title="Roost cloud", version="1", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="Roost cloud",
+        version="1",
+        description="The cloud companion's HTTP API: conventions in docs/api.md.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        responses=APP_PROBLEMS,  # every error is an RFC 9457 problem (cloud/problems.py)
+        generate_unique_id_function=operation_ids(),
+    )
     app.state.ctx = ctx
+    install_problem_handlers(app)
+    install_openapi(app)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.parameter)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = first.get("loc", ())
-        parameter = str(loc[-1]) if loc else None
-        return _error(400, f"{parameter}: {first.get('msg', 'invalid')}", parameter)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.get("/api/v1/readings")
+    @app.get("/api/v1/readings", response_model=models.ReadingsPage)
     async def readings(
         request: Request,
         caller: Caller,
@@ -230,10 +238,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         metric: str | None = None,
         since: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, inclusive")] = None,
         until: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, exclusive")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
-        cursor: str | None = None,
-    ) -> dict[str, Any]:
-        """Readings ordered by time then key, one page at a time (``next`` is the cursor of the next page)."""
+        limit: Annotated[int, limit_query(1000, MAX_LIMIT)] = 1000,
+        cursor: CursorQuery = None,
+    ) -> JSONResponse:
+        """Readings ordered by time then key, one page at a time (``next_cursor``, alias ``next``, is the cursor
+        of the next page)."""
         query = ReadingQuery(
             tenant=_allow(request, caller, "read_readings", tenant),
             gateway=gateway,
@@ -257,16 +266,22 @@ def create_app(ctx: ApiContext) -> FastAPI:
             }
             for r in page
         ]
-        return {"items": items, "next": encode_cursor(page[-1]) if len(rows) > limit else None}
+        after = encode_cursor(page[-1]) if len(rows) > limit else None
+        # Sent as built (response_model documents it): validating and re-encoding 10,000 items took most of
+        # a page's time, and the console draws a month of readings from these pages (bench/console.py).
+        return JSONResponse({"items": items, "next_cursor": after, "next": after})
 
-    @app.get("/api/v1/gateways")
+    @app.get("/api/v1/gateways", response_model=models.GatewaysPage)
     async def gateways(
         request: Request,
         caller: Caller,
         tenant: Annotated[str | None, Query(description="The tenant (default: the caller's)")] = None,
+        limit: Annotated[int, limit_query(1000, MAX_LIMIT)] = 1000,
+        cursor: CursorQuery = None,
     ) -> dict[str, Any]:
-        """Gateways with presence, last contact, latest health report and ingest counters."""
-        rows = await ctx.store.gateways(_allow(request, caller, "read_gateways", tenant))
+        """Gateways with presence, last contact, latest health report and ingest counters, by id."""
+        everyone = await ctx.store.gateways(_allow(request, caller, "read_gateways", tenant))
+        rows, after = position_page(everyone, cursor, limit)
         items = [
             {
                 "id": g.id,
@@ -278,9 +293,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
             }
             for g in rows
         ]
-        return {"items": items}
+        return page_body(items, after)
 
-    @app.get("/api/v1/stats")
+    @app.get("/api/v1/stats", response_model=models.Counters)
     async def stats(request: Request, caller: Caller) -> dict[str, Any]:
         """The cloud's counters since start (whoever may read its tenant's gateways)."""
         _allow(request, caller, "read_gateways", None)
@@ -294,7 +309,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         _allow(request, caller, "manage_policies", None)
         return ctx.policy, caller
 
-    @app.get("/api/v1/policies")
+    @app.get("/api/v1/policies", response_model=models.PolicySet, responses=problem_responses(404))
     async def policies(request: Request, caller: Caller) -> dict[str, Any]:
         """The active policy set: its version, whole text, and each policy's @id, effect and text.
 
@@ -305,7 +320,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         items = [{"id": p.id, "effect": p.effect, "text": p.text} for p in points.list()]
         return {"version": points.version, "text": points.text(), "items": items}
 
-    @app.put("/api/v1/policies")
+    @app.put("/api/v1/policies", response_model=models.PolicyReplaced, responses=problem_responses(404))
     async def replace_policies(body: PolicyBody, request: Request, caller: Caller) -> JSONResponse:
         """Replace the whole policy set; the next broker and API decision follows it (no restart).
 
@@ -321,15 +336,22 @@ def create_app(ctx: ApiContext) -> FastAPI:
             version = policy.decision_point.replace(body.text, by=by, comment=body.comment)
         except PolicyInvalid as exc:
             problems = [{"policy": p.policy, "problem": p.problem} for p in exc.problems]
-            error = {"status": 400, "message": str(exc), "parameter": "text", "problems": problems}
-            return JSONResponse({"error": error}, status_code=400)
+            raise ApiError(
+                400, str(exc), parameter="text", problem="policy-invalid", extensions={"problems": problems}
+            ) from None
         _LOGGER.info("policy set replaced by %s: version %d", by, version.version)
         return JSONResponse({"version": version.version, "sha256": version.digest, "by": by})
 
-    @app.get("/api/v1/policies/history")
-    async def policy_history(request: Request, caller: Caller) -> dict[str, Any]:
+    @app.get("/api/v1/policies/history", response_model=models.PolicyHistoryPage, responses=problem_responses(404))
+    async def policy_history(
+        request: Request,
+        caller: Caller,
+        limit: Annotated[int, limit_query(100, 1000)] = 100,
+        cursor: CursorQuery = None,
+    ) -> dict[str, Any]:
         """Every version of the policy set, oldest first: number, who, when, why, SHA-256 and text."""
         policy, _ = policy_admin(request, caller)
+        versions, after = position_page(policy.decision_point.history(), cursor, limit)
         items = [
             {
                 "version": v.version,
@@ -339,11 +361,15 @@ def create_app(ctx: ApiContext) -> FastAPI:
                 "sha256": v.digest,
                 "text": v.text,
             }
-            for v in policy.decision_point.history()
+            for v in versions
         ]
-        return {"items": items}
+        return page_body(items, after)
 
-    @app.get("/healthz")
+    @app.get(
+        "/healthz",
+        response_model=models.Health,
+        responses={503: {"model": models.Health, "description": "The store or the broker is failing"}},
+    )
     async def healthz() -> JSONResponse:
         """Whether the store and the broker work (503 when not), with the counters."""
         store_ok = await ctx.store.ping() and ctx.ingest_error() is None
@@ -357,7 +383,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get(WELL_KNOWN_PATH)
+    @app.get(WELL_KNOWN_PATH, response_model=models.DiscoveryDocument, response_model_exclude_none=True)
     async def discovery(request: Request) -> dict[str, Any]:
         """The discovery document: where MQTT and the API are, and what the ingest reads."""
         base = ctx.config.server.public_url.rstrip("/")
@@ -387,6 +413,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
         app.include_router(identity_router(ctx.identity, authorizer=ctx.authorizer, policy=ctx.policy))
         app.include_router(signin_router(ctx.identity))
+        from cloud.identity.oidc.routes import oidc_router
+
+        app.include_router(oidc_router(ctx.identity, ctx.config.identity.oidc))
 
     @app.websocket("/mqtt")
     async def mqtt(ws: WebSocket) -> None:

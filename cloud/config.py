@@ -13,6 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from cloud.errors import ConfigError
+from cloud.identity.oidc.settings import OidcSection
 from wire import typedconfig
 from wire.names import check_gateway, check_tenant
 from wire.senml import DEFAULT_MAX_BYTES
@@ -197,6 +198,13 @@ class IdentitySection:
     operator_token_max_ttl_s: int = doc(
         "Longest lifetime of an operator token minted by `roost cloud admin token`, seconds", default=7 * 86400
     )
+    authorization_code_ttl_s: int = doc(
+        "Lifetime of an OpenID Connect authorization code (used once, within this), seconds", default=60
+    )
+    oidc: OidcSection = doc(
+        "An external OpenID provider operators sign in at ([identity.oidc]); unset: the cloud's own sign-in",
+        default_factory=OidcSection,
+    )
 
     def __post_init__(self) -> None:
         if self.issuer:
@@ -211,6 +219,7 @@ class IdentitySection:
             "session_ttl_s",
             "session_idle_s",
             "operator_token_max_ttl_s",
+            "authorization_code_ttl_s",
             "device_authorizations_per_minute",
             "pending_device_codes_max",
             "purge_interval_s",
@@ -301,6 +310,61 @@ class UpdatesSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlanEntry:
+    """A plan of the managed API: a token bucket of ``burst`` requests refilled at ``rate_per_s``."""
+
+    name: str = doc("Plan name (letters, digits, '-', '_')")
+    rate_per_s: float = doc("Requests per second refilled", default=5.0)
+    burst: int = doc("Requests that may come at once (the bucket's size)", default=10)
+    unlimited: bool = doc("Never throttled (rate_per_s and burst are ignored)", default=False)
+    description: str = doc("What the developer portal says about it", default="")
+
+    def __post_init__(self) -> None:
+        from cloud.apimgmt.plans import check_plan_values
+
+        try:
+            check_plan_values(self.name, self.rate_per_s, self.burst)
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            raise ConfigValueError(key, problem) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiSection:
+    """The managed API (docs/developers.md): plans, throttling, usage analytics and the developer portal."""
+
+    enabled: bool = doc("Serve applications, plans, usage and /developers (needs [identity])", default=True)
+    throttle: bool = doc("Throttle API requests by plan (429 with Retry-After past the plan's rate)", default=True)
+    plans: tuple[PlanEntry, ...] = doc(
+        "Each tenant's plans until an admin sets its own (PUT /api/v1/plans); empty: the built-in "
+        "free, standard, unlimited, operator and anonymous",
+        default=(),
+    )
+    default_plan: str = doc("Plan of a new application, and of a caller the policies refuse its plan", default="free")
+    operator_plan: str = doc("Plan of operators and observers", default="operator")
+    client_plan: str = doc(
+        "Plan of API clients made outside the portal (`roost cloud admin client-create`)", default="standard"
+    )
+    anonymous_plan: str = doc("Plan of requests without a credential (an open API), per address", default="anonymous")
+    usage_flush_s: float = doc("Seconds between writes of the usage counters to the database", default=5.0)
+    usage_retention_days: int = doc("Days of per-minute usage kept", default=90)
+
+    def __post_init__(self) -> None:
+        if self.usage_flush_s <= 0:
+            raise ConfigValueError("usage_flush_s", "must be greater than 0")
+        if self.usage_retention_days < 1:
+            raise ConfigValueError("usage_retention_days", "must be at least 1")
+        names = [p.name for p in self.plans]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigValueError(f"plans[{i}].name", f"{name!r} is listed twice")
+        if names:
+            for key in ("default_plan", "operator_plan", "client_plan", "anonymous_plan"):
+                if getattr(self, key) not in names:
+                    raise ConfigValueError(key, f"{getattr(self, key)!r} is not one of the plans ({', '.join(names)})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloudConfig:
     """The whole cloud config file."""
 
@@ -312,6 +376,7 @@ class CloudConfig:
     identity: IdentitySection = doc("Identity: OAuth2 authorization server", default_factory=IdentitySection)
     rabbitmq: RabbitMQSection = doc("RabbitMQ as the scale-out broker", default_factory=RabbitMQSection)
     updates: UpdatesSection = doc("Update bundles and campaigns", default_factory=UpdatesSection)
+    api: ApiSection = doc("The managed API: plans, throttling, usage", default_factory=ApiSection)
 
     @property
     def identity_db_path(self) -> Path:
@@ -351,6 +416,10 @@ def _check_files(config: CloudConfig) -> None:
             raise ConfigValueError(f"auth.observers[{i}].token_file", f"cannot be read: {exc.strerror}") from exc
         if len(secret) < 8:
             raise ConfigValueError(f"auth.observers[{i}].token_file", "holds a token shorter than 8 characters")
+    try:
+        config.identity.oidc.check_files()
+    except ConfigValueError as exc:
+        raise ConfigValueError(f"identity.oidc.{exc.key_path}", exc.problem) from exc
     key_file = config.updates.key_file
     if key_file is not None and not key_file.is_file():
         raise ConfigValueError("updates.key_file", f"{key_file} is not a file (make it with `roost bundle keygen`)")

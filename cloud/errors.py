@@ -10,7 +10,9 @@ CloudError                   root of everything the cloud raises
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 class CloudError(Exception):
@@ -54,10 +56,26 @@ class ListenError(CloudError):
 
 
 class ApiError(CloudError):
-    """An API request that cannot be answered; ``status`` is the HTTP code, ``parameter`` the query parameter."""
+    """An API request that cannot be answered; ``status`` is the HTTP code, ``parameter`` the query parameter.
 
-    def __init__(self, status: int, message: str, *, parameter: str | None = None) -> None:
+    The API answers it as RFC 9457 problem details (cloud/problems.py): ``problem`` names its type (default:
+    the status's), ``extensions`` are more members of the answer, ``headers`` go with it (``Retry-After``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        parameter: str | None = None,
+        problem: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.parameter = parameter
+        self.problem = problem
+        self.extensions: dict[str, Any] = dict(extensions or {})
+        self.headers: dict[str, str] = dict(headers or {})

@@ -18,11 +18,15 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 
+from cloud import api_models as models
 from cloud.api import MAX_LIMIT, Caller, _allow, decode_key, encode_key, parse_time, rfc3339
 from cloud.errors import ApiError
 from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
+from cloud.openapi_doc import problem_responses
+from cloud.paging import CursorQuery, fetch_page, limit_query, page_body
 from cloud.store import Store
 from wire.events import KINDS
 
@@ -86,7 +90,7 @@ def events_router(store: Store) -> APIRouter:
     """The router over the store's events and alerts."""
     router = APIRouter()
 
-    @router.get("/api/v1/events")
+    @router.get("/api/v1/events", response_model=models.EventsPage)
     async def list_events(
         request: Request,
         caller: Caller,
@@ -96,9 +100,9 @@ def events_router(store: Store) -> APIRouter:
         kind: Annotated[str | None, Query(description="alert, annotation or device")] = None,
         since: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, inclusive")] = None,
         until: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, exclusive")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
-        cursor: str | None = None,
-    ) -> dict[str, Any]:
+        limit: Annotated[int, limit_query(1000, MAX_LIMIT)] = 1000,
+        cursor: CursorQuery = None,
+    ) -> JSONResponse:
         """Events (alerts raised and cleared, annotations, device events) ordered by time, one page at a time."""
         if kind is not None and kind not in KINDS:
             raise ApiError(400, f"kind must be one of {', '.join(KINDS)}", parameter="kind")
@@ -113,9 +117,11 @@ def events_router(store: Store) -> APIRouter:
         )
         rows = await store.events(query)
         page = rows[:limit]
-        return {"items": [event_item(e) for e in page], "next": encode_cursor(page[-1]) if len(rows) > limit else None}
+        after = encode_cursor(page[-1]) if len(rows) > limit else None
+        # Sent as built (response_model documents it): validating up to 10,000 items against it is slow.
+        return JSONResponse({"items": [event_item(e) for e in page], "next_cursor": after, "next": after})
 
-    @router.get("/api/v1/alerts")
+    @router.get("/api/v1/alerts", response_model=models.AlertsPage)
     async def list_alerts(
         request: Request,
         caller: Caller,
@@ -123,17 +129,23 @@ def events_router(store: Store) -> APIRouter:
         tenant: TenantParam = None,
         state: Annotated[Literal["open", "cleared", "all"], Query(description="open, cleared or all")] = "open",
         gateway: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+        limit: Annotated[int, limit_query(1000, MAX_LIMIT)] = 1000,
+        cursor: CursorQuery = None,
     ) -> dict[str, Any]:
         """Each alert key's current state per gateway, the most recently changed first."""
-        query = AlertQuery(
-            tenant=_allow(request, caller, "read_events", tenant), gateway=gateway, state=state, limit=limit
-        )
-        return {"items": [alert_item(a) for a in await store.alerts(query)]}
+        target = _allow(request, caller, "read_events", tenant)
 
-    @router.post("/api/v1/alerts/{key:path}/acknowledge")
+        async def first(n: int) -> list[AlertRow]:
+            return await store.alerts(AlertQuery(tenant=target, gateway=gateway, state=state, limit=n))
+
+        rows, after = await fetch_page(first, cursor, limit)
+        return page_body([alert_item(a) for a in rows], after)
+
+    @router.post(
+        "/api/v1/alerts/{key:path}/acknowledge", response_model=models.Alert, responses=problem_responses(404, 409)
+    )
     async def acknowledge_alert(
-        key: str,
+        key: Annotated[str, Path(description="The alert's key (rule/sensor)")],
         request: Request,
         caller: Caller,
         *,

@@ -22,11 +22,13 @@ from types import TracebackType
 import uvicorn
 
 from cloud.api import ApiContext, create_app
+from cloud.apimgmt.service import ManagedApi
 from cloud.authz import AllowListAuthorizer, Authorizer
 from cloud.broker.embedded import EmbeddedBroker
 from cloud.broker.rabbitmq_admin import ConnectionClosing
 from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
 from cloud.config import CloudConfig
+from cloud.console import console_router
 from cloud.errors import CloudError, ListenError
 from cloud.events_api import events_router
 from cloud.fleet.bundles import BundleStore, load_key
@@ -171,6 +173,7 @@ class CloudServer:
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ServerInfo | None = None
+        self.managed_api: ManagedApi | None = None
 
     async def _reported_version(self, tenant: str, gateway: str) -> str | None:
         found = await self.fleet.select(tenant, Selector(ids=(gateway,)))
@@ -255,8 +258,15 @@ class CloudServer:
         )  # fmt: skip
         app.include_router(updates)
         app.include_router(events_router(self.store))
+        app.include_router(console_router())  # the operators' web app at /console/ (and /)
         if self.rabbitmq_auth is not None:  # RabbitMQ's HTTP auth backend (docs/rabbitmq.md)
             app.include_router(rabbitmq_auth_router(self.rabbitmq_auth))
+        if self.identity is not None and cfg.api.enabled:  # the managed API (docs/developers.md)
+            decisions = self.policy.decision_point if self.policy is not None else None
+            self.managed_api = ManagedApi(cfg.api, cfg.store.path.parent / "apimgmt.sqlite", self.identity, decisions)
+            await self.managed_api.open()
+            self._stack.push_async_callback(deadline.run, "managed API", self.managed_api.close)
+            self.managed_api.install(app)
         self._start_rabbitmq_closing(deadline)
         uv_config = uvicorn.Config(
             app,

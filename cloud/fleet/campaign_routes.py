@@ -27,6 +27,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from cloud import api_models as models
 from cloud.api import Caller, _allow, _caller
 from cloud.errors import ApiError
 from cloud.fleet.bundles import MAX_UPLOAD_BYTES, BundleRefused, BundleStore
@@ -34,6 +35,8 @@ from cloud.fleet.campaigns import Campaign, CampaignError, CampaignRunner, Campa
 from cloud.fleet.fleet_routes import SelectorBody
 from cloud.fleet.routes import _issued_by
 from cloud.fleet.service import FleetService, Selector
+from cloud.openapi_doc import FILE_RESPONSE, problem_responses
+from cloud.paging import CursorQuery, limit_query, page_body, position_page
 from wire.names import check_tenant
 
 TenantQuery = Annotated[str | None, Query(description="The tenant (default: the caller's)")]
@@ -101,7 +104,22 @@ def campaign_router(
             raise _no_updates()
         return store, runner
 
-    @router.post("/api/v1/bundles")
+    @router.post(
+        "/api/v1/bundles",
+        response_model=models.Bundle,
+        status_code=201,
+        responses={
+            200: {"model": models.Bundle, "description": "The same bundle was uploaded before"},
+            **problem_responses(404, 409, 413),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The bundle file (roost bundle build)",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
     async def upload(request: Request, caller: Caller, tenant: TenantQuery = None) -> JSONResponse:
         """Upload a bundle (the file as the body): checked like a gateway checks it, then signed by the cloud."""
         bundles, _ = parts()
@@ -124,14 +142,29 @@ def campaign_router(
             )
         return JSONResponse(info.as_dict(), status_code=201 if new else 200)
 
-    @router.get("/api/v1/bundles")
-    async def list_bundles(request: Request, caller: Caller, tenant: TenantQuery = None) -> dict[str, Any]:
+    @router.get("/api/v1/bundles", response_model=models.BundlesPage, responses=problem_responses(404))
+    async def list_bundles(
+        request: Request,
+        caller: Caller,
+        tenant: TenantQuery = None,
+        limit: Annotated[int, limit_query(100, 1000)] = 100,
+        cursor: CursorQuery = None,
+    ) -> dict[str, Any]:
         """The tenant's bundles, newest first."""
         bundles, _ = parts()
         target = _allow(request, caller, "read_bundles", tenant) or "default"
-        return {"items": [b.as_dict() for b in await asyncio.to_thread(bundles.list, target)]}
+        rows, after = position_page(await asyncio.to_thread(bundles.list, target), cursor, limit)
+        return page_body([b.as_dict() for b in rows], after)
 
-    @router.get("/api/v1/bundles/{name}")
+    @router.get(
+        "/api/v1/bundles/{name}",
+        response_class=FileResponse,
+        responses={
+            200: FILE_RESPONSE,
+            206: {**FILE_RESPONSE, "description": "The part a Range header asked for"},
+            **problem_responses(404, 416),
+        },
+    )
     async def download(
         name: str,
         request: Request,
@@ -156,7 +189,7 @@ def campaign_router(
             raise ApiError(404, f"no bundle {name!r} in tenant {target!r}", parameter="name")
         return FileResponse(path, media_type="application/octet-stream")
 
-    @router.post("/api/v1/campaigns")
+    @router.post("/api/v1/campaigns", response_model=models.Campaign, status_code=201, responses=problem_responses(404))
     async def create(body: CampaignBody, request: Request, caller: Caller, tenant: TenantQuery = None) -> JSONResponse:
         """Start a campaign: the selected gateways get the bundle stage by stage, halting on failures."""
         bundles, campaigns = parts()
@@ -185,14 +218,21 @@ def campaign_router(
         targets = await campaigns.db.targets(campaign.id)
         return JSONResponse(campaign.as_dict(targets), status_code=201)
 
-    @router.get("/api/v1/campaigns")
-    async def list_campaigns(request: Request, caller: Caller, tenant: TenantQuery = None) -> dict[str, Any]:
+    @router.get("/api/v1/campaigns", response_model=models.CampaignsPage, responses=problem_responses(404))
+    async def list_campaigns(
+        request: Request,
+        caller: Caller,
+        tenant: TenantQuery = None,
+        limit: Annotated[int, limit_query(100, 1000)] = 100,
+        cursor: CursorQuery = None,
+    ) -> dict[str, Any]:
         """The tenant's campaigns, newest first (without per-gateway progress)."""
         _, campaigns = parts()
         target = _allow(request, caller, "read_gateways", tenant) or "default"
-        return {"items": [c.as_dict() for c in await campaigns.db.find(target)]}
+        rows, after = position_page(await campaigns.db.find(target), cursor, limit)
+        return page_body([c.as_dict() for c in rows], after)
 
-    @router.get("/api/v1/campaigns/{cid}")
+    @router.get("/api/v1/campaigns/{cid}", response_model=models.Campaign, responses=problem_responses(404))
     async def get_campaign(cid: str, request: Request, caller: Caller, tenant: TenantQuery = None) -> dict[str, Any]:
         """A campaign: its state, stage, reason, and each gateway's progress."""
         _, campaigns = parts()
@@ -202,7 +242,7 @@ def campaign_router(
             raise ApiError(404, f"no campaign {cid!r} in tenant {target!r}", parameter="id")
         return campaign.as_dict(await campaigns.db.targets(cid))
 
-    @router.post("/api/v1/campaigns/{cid}/halt")
+    @router.post("/api/v1/campaigns/{cid}/halt", response_model=models.Campaign, responses=problem_responses(404))
     async def halt(
         cid: str, request: Request, caller: Caller, body: HaltBody | None = None, tenant: TenantQuery = None
     ) -> dict[str, Any]:
@@ -215,7 +255,9 @@ def campaign_router(
             raise ApiError(404, f"no campaign {cid!r} in tenant {target!r}", parameter="id")
         return campaign.as_dict(await campaigns.db.targets(cid))
 
-    @router.post("/api/v1/campaigns/{cid}/resume")
+    @router.post(
+        "/api/v1/campaigns/{cid}/resume", response_model=models.Campaign, responses=problem_responses(404, 409)
+    )
     async def resume(
         cid: str, request: Request, caller: Caller, body: ResumeBody | None = None, tenant: TenantQuery = None
     ) -> dict[str, Any]:

@@ -268,7 +268,7 @@ class CampaignDB(FleetTables):
         """Campaigns, newest first (of a tenant, in a state, when given)."""
         rows = await self._run(
             "SELECT * FROM campaigns WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR state = ?2) "
-            "ORDER BY created_at DESC LIMIT 1000",
+            "ORDER BY created_at DESC, id DESC LIMIT 1000",  # a total order: the API pages by position
             (tenant, state),
         )
         return [_campaign(r) for r in rows]

@@ -260,7 +260,7 @@ class CommandCenter(FleetTables):
         """The newest commands of a tenant (or of one gateway)."""
         rows = await self._run(
             "SELECT * FROM commands WHERE tenant = ?1 AND (?2 IS NULL OR gateway = ?2) "
-            "ORDER BY issued_at DESC LIMIT ?3",
+            "ORDER BY issued_at DESC, request_id DESC LIMIT ?3",  # a total order: the API pages by position
             (tenant, gateway, limit),
         )
         now = time.time()

@@ -21,10 +21,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from cloud import api_models as models
 from cloud.api import Caller, _allow
 from cloud.errors import ApiError
 from cloud.fleet.routes import _issued_by
 from cloud.fleet.service import FleetService, Selector
+from cloud.jsonvalues import JsonObject
+from cloud.openapi_doc import problem_responses
+from cloud.paging import CursorQuery, fetch_page, limit_query, page_body, position_page
 from wire.commands import COMMAND_NAME
 from wire.names import check_gateway
 
@@ -43,7 +47,7 @@ class TagsBody(BaseModel):
 class DesiredBody(BaseModel):
     """A new desired state; the cloud numbers its version."""
 
-    config: dict[str, Any] = Field(default_factory=dict, description="gateway.toml tables the cloud may set")
+    config: JsonObject = Field(default_factory=dict, description="gateway.toml tables the cloud may set")
     rules: str | None = Field(default=None, max_length=200_000, description="The gateway's rules (TOML text)")
 
 
@@ -62,7 +66,7 @@ class BulkBody(BaseModel):
 
     selector: SelectorBody
     command: str = Field(min_length=1, max_length=64)
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: JsonObject = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, ge=1.0, le=86400.0)
     wait_s: float = Field(default=0.0, ge=0.0, le=30.0)
 
@@ -85,7 +89,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
     """The router over a running fleet service."""
     router = APIRouter()
 
-    @router.get("/api/v1/fleet/gateways")
+    @router.get("/api/v1/fleet/gateways", response_model=models.FleetGatewaysPage)
     async def list_gateways(
         request: Request,
         caller: Caller,
@@ -96,6 +100,8 @@ def fleet_router(fleet: FleetService) -> APIRouter:
         online: bool | None = None,
         site: str | None = None,
         q: Annotated[str | None, Query(max_length=128, description="Text in the id, tags, site or sensor ids")] = None,
+        limit: Annotated[int, limit_query(1000, 10_000)] = 1000,
+        cursor: CursorQuery = None,
     ) -> dict[str, Any]:
         """The tenant's gateways: presence, last seen, version, location, health, tags, sensors, sync."""
         target = _allow(request, caller, "read_gateways", tenant) or "default"
@@ -110,9 +116,9 @@ def fleet_router(fleet: FleetService) -> APIRouter:
                 or needle in (g["site"] or "").lower()
                 or any(needle in str(s.get("id", "")).lower() for s in g["sensors"])
             ]
-        return {"items": items}
+        return page_body(*position_page(items, cursor, limit))
 
-    @router.put("/api/v1/gateways/{gateway}/tags")
+    @router.put("/api/v1/gateways/{gateway}/tags", response_model=models.Tags)
     async def set_tags(
         gateway: str, body: TagsBody, request: Request, caller: Caller, tenant: TenantQuery = None
     ) -> dict[str, Any]:
@@ -124,7 +130,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
         )
         return {"gateway": gateway, "tags": meta.tags, "site": meta.site}
 
-    @router.get("/api/v1/gateways/{gateway}/state")
+    @router.get("/api/v1/gateways/{gateway}/state", response_model=models.GatewayState)
     async def get_state(gateway: str, request: Request, caller: Caller, tenant: TenantQuery = None) -> dict[str, Any]:
         """The desired state (what the operators set) and the reported state (what the gateway runs)."""
         target = _allow(request, caller, "read_gateways", tenant) or "default"
@@ -137,7 +143,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
             "in_sync": meta.desired_version == 0 or (meta.reported or {}).get("version") == meta.desired_version,
         }
 
-    @router.put("/api/v1/gateways/{gateway}/desired")
+    @router.put("/api/v1/gateways/{gateway}/desired", response_model=models.DesiredState)
     async def set_desired(
         gateway: str, body: DesiredBody, request: Request, caller: Caller, tenant: TenantQuery = None
     ) -> dict[str, Any]:
@@ -145,7 +151,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
         target = _allow(request, caller, "write_desired_state", tenant) or "default"
         return await fleet.set_desired(target, _gateway(gateway), body.config, body.rules, _issued_by(caller))
 
-    @router.post("/api/v1/fleet/commands")
+    @router.post("/api/v1/fleet/commands", response_model=models.BulkResult)
     async def bulk(body: BulkBody, request: Request, caller: Caller, tenant: TenantQuery = None) -> dict[str, Any]:
         """One command to every gateway the selector picks: each gateway's request id and result."""
         target = _allow(request, caller, "send_command", tenant) or "default"
@@ -160,7 +166,9 @@ def fleet_router(fleet: FleetService) -> APIRouter:
             by=_issued_by(caller),
         )  # fmt: skip
 
-    @router.post("/api/v1/gateways/{gateway}/revoke")
+    @router.post(
+        "/api/v1/gateways/{gateway}/revoke", response_model=models.Revocation, responses=problem_responses(404)
+    )
     async def revoke(
         gateway: str, body: RevokeBody, request: Request, caller: Caller, tenant: TenantQuery = None
     ) -> dict[str, Any]:
@@ -173,16 +181,19 @@ def fleet_router(fleet: FleetService) -> APIRouter:
         except LookupError as exc:
             raise ApiError(404, str(exc), parameter="gateway") from None
 
-    @router.get("/api/v1/fleet/audit")
+    @router.get("/api/v1/fleet/audit", response_model=models.AuditPage)
     async def audit(
         request: Request,
         caller: Caller,
+        *,
         tenant: TenantQuery = None,
         gateway: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, limit_query(100, 1000)] = 100,
+        cursor: CursorQuery = None,
     ) -> dict[str, Any]:
         """Who did what to which gateways, newest first."""
         target = _allow(request, caller, "read_audit", tenant) or "default"
-        return {"items": await fleet.registry.audit_trail(target, limit, gateway)}
+        rows, after = await fetch_page(lambda n: fleet.registry.audit_trail(target, n, gateway), cursor, limit)
+        return page_body(rows, after)
 
     return router

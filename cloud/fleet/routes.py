@@ -20,9 +20,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from cloud import api_models as models
 from cloud.api import Caller, _allow
 from cloud.errors import ApiError
 from cloud.fleet.commands import CommandCenter
+from cloud.jsonvalues import JsonObject
+from cloud.openapi_doc import problem_responses
+from cloud.paging import CursorQuery, fetch_page, limit_query, page_body
 from wire.commands import COMMAND_NAME
 
 
@@ -30,7 +34,7 @@ class CommandBody(BaseModel):
     """A command for ``POST /api/v1/gateways/{gateway}/commands``."""
 
     command: str = Field(min_length=1, max_length=64, description="The command, e.g. rotate-credentials, ping")
-    args: dict[str, Any] = Field(default_factory=dict, description="Its arguments")
+    args: JsonObject = Field(default_factory=dict, description="Its arguments")
     timeout_s: float = Field(default=60.0, ge=1.0, le=86400.0, description="Seconds the gateway has to answer")
     wait_s: float = Field(default=0.0, ge=0.0, le=30.0, description="Seconds this request waits for the result")
 
@@ -43,7 +47,11 @@ def commands_router(center: CommandCenter) -> APIRouter:
     """The router over a running command center."""
     router = APIRouter()
 
-    @router.post("/api/v1/gateways/{gateway}/commands")
+    @router.post(
+        "/api/v1/gateways/{gateway}/commands",
+        response_model=models.Command,
+        responses={202: {"model": models.Command, "description": "Sent; the result is not in yet (pending)"}},
+    )
     async def send_command(
         gateway: str,
         body: CommandBody,
@@ -65,19 +73,26 @@ def commands_router(center: CommandCenter) -> APIRouter:
             rec = await center.wait(target, gateway, rec.request_id, body.wait_s) or rec
         return JSONResponse(rec.as_dict(), status_code=202 if rec.status == "pending" else 200)
 
-    @router.get("/api/v1/gateways/{gateway}/commands")
+    @router.get("/api/v1/gateways/{gateway}/commands", response_model=models.CommandsPage)
     async def list_commands(
         gateway: str,
         request: Request,
         caller: Caller,
+        *,
         tenant: Annotated[str | None, Query(description="The tenant (default: the caller's)")] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, limit_query(100, 1000)] = 100,
+        cursor: CursorQuery = None,
     ) -> dict[str, Any]:
         """The gateway's newest commands, newest first."""
         target = _allow(request, caller, "read_gateways", tenant) or "default"
-        return {"items": [r.as_dict() for r in await center.recent(target, gateway, limit)]}
+        rows, after = await fetch_page(lambda n: center.recent(target, gateway, n), cursor, limit)
+        return page_body([r.as_dict() for r in rows], after)
 
-    @router.get("/api/v1/gateways/{gateway}/commands/{request_id}")
+    @router.get(
+        "/api/v1/gateways/{gateway}/commands/{request_id}",
+        response_model=models.Command,
+        responses=problem_responses(404),
+    )
     async def get_command(
         gateway: str,
         request_id: str,

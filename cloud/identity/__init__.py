@@ -11,4 +11,6 @@ signin      the FastAPI router for /auth/... (sign-in, sign-out, who am I, opera
 operators   operators' access tokens (claims, minting for scripts and the demo)
 verify      access-token verification for the broker and the API
 admin       plain functions behind ``roost cloud admin ...``
+oidc        OpenID Connect: the cloud as a provider (code flow with PKCE, ID tokens, sign-out) and as the relying
+            party of an external provider (``[identity.oidc]``)
 """

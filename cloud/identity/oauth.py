@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -317,6 +317,15 @@ class RoostRefreshTokenGrant(_Issuing, RefreshTokenGrant):  # type: ignore[misc]
             gw = self.server.identity.db.gateway(rec.subject)
             if gw is None or gw.revoked is not None:
                 raise InvalidGrantError("the gateway's enrollment was revoked: enroll it again")
+        if rec.kind == "operator":  # the operator as it is now: disabled ends the family, a new role applies
+            op = self.server.identity.db.operator(rec.subject)
+            if op is None or op.disabled is not None or op.tenant != rec.tenant:
+                raise InvalidGrantError("the operator was disabled or removed: sign in again")
+            check = self.server.family_check
+            problem = check(rec.family) if check is not None else None
+            if problem:
+                raise InvalidGrantError(problem)
+            return Subject("operator", op.username, op.tenant, (op.role,), family=rec.family)
         return Subject(rec.kind, rec.subject, rec.tenant, rec.roles, family=rec.family)
 
     def issue_token(self, user: Subject, refresh_token: _Refresh) -> dict[str, Any]:
@@ -641,6 +650,10 @@ class RoostAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, identity: IdentityService) -> None:
         super().__init__(scopes_supported=None)
         self.identity = identity
+        self.more_clients: Callable[[str], ClientMixin | None] | None = None
+        """Clients registered elsewhere (OpenID Connect's, :mod:`cloud.identity.oidc`), asked first."""
+        self.family_check: Callable[[str], str | None] | None = None
+        """Why an operator's refresh-token family may refresh no more (its sign-in session ended), or None."""
         self.register_grant(RoostDeviceCodeGrant)
         self.register_grant(RoostRefreshTokenGrant)
         self.register_grant(RoostClientCredentialsGrant)
@@ -650,10 +663,14 @@ class RoostAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(RoostRevocationEndpoint)
         self.register_endpoint(RoostIntrospectionEndpoint)
 
-    def query_client(self, client_id: str) -> Client | None:
-        """The gateways' public client, or an enabled API client."""
+    def query_client(self, client_id: str) -> Any:
+        """The gateways' public client, a registered OpenID client (see ``more_clients``), or an API client."""
         if client_id == GATEWAY_CLIENT_ID:
             return GATEWAY_CLIENT
+        if self.more_clients is not None:
+            found = self.more_clients(client_id)
+            if found is not None:
+                return found
         rec = self.identity.db.client(client_id)
         if rec is None or rec.disabled is not None:
             return None

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from cloud import api_models as models
 from cloud.authz import Authorizer, Principal
 from cloud.errors import ApiError
 from cloud.identity.errors import Conflict, InvalidToken, NotFound
@@ -35,6 +36,7 @@ from cloud.identity.oauth import FormRequest
 from cloud.identity.service import IdentityService
 from cloud.identity.signin import session_caller
 from cloud.identity.throttle import Throttle
+from cloud.openapi_doc import problem_responses
 from cloud.policy.authorizer import PolicyAuthorizer, subject_of
 from cloud.policy.model import RequestContext
 
@@ -163,7 +165,7 @@ def identity_router(
     per_minute = settings.device_authorizations_per_minute
     device_volume = Throttle(burst=per_minute, rate_per_s=per_minute / 60.0)
 
-    @router.post("/oauth/device_authorization")
+    @router.post("/oauth/device_authorization", response_model=models.DeviceAuthorization)
     async def device_authorization(request: Request) -> JSONResponse:
         """RFC 8628 §3.1: a gateway asks for a device code and a user code to show.
 
@@ -191,7 +193,7 @@ def identity_router(
             )
         return await call_oauth(request, "device_authorization")
 
-    @router.post("/oauth/token")
+    @router.post("/oauth/token", response_model=models.OAuthToken)
     async def token(request: Request) -> JSONResponse:
         """The token endpoint."""
         return await call_oauth(request, "token")
@@ -241,9 +243,11 @@ def identity_router(
                 f"{who.kind} {who.id!r} of tenant {who.tenant!r} may not approve enrollments"
                 f" in tenant {tenant!r}: {why}",
                 parameter="tenant" if tenant != who.tenant else None,
+                problem="policy-denied",
+                extensions={"action": "approve_enrollment", "tenant": tenant},
             )
 
-    @router.post("/api/v1/enrollments/approve")
+    @router.post("/api/v1/enrollments/approve", response_model=models.Approval, responses=problem_responses(404, 409))
     async def approve(body: ApproveBody, request: Request) -> dict[str, Any]:
         """Bind a gateway's user code to a tenant (and a gateway id); the gateway's next poll gets its tokens."""
         who = await caller(request)
@@ -259,7 +263,7 @@ def identity_router(
         _LOGGER.info("%s %s approved gateway %s into tenant %s", who.kind, who.id, gw.id, gw.tenant)
         return {"gateway_id": gw.id, "tenant": gw.tenant, "hardware_id": gw.hardware_id}
 
-    @router.post("/api/v1/enrollments/deny")
+    @router.post("/api/v1/enrollments/deny", response_model=models.Denial, responses=problem_responses(404, 409))
     async def deny(body: DenyBody, request: Request) -> dict[str, Any]:
         """Refuse a pending user code (it has no tenant yet: any tenant's admin may); the next poll is denied."""
         who = await caller(request)

@@ -26,6 +26,7 @@ from cloud.identity.keys import KeyRing
 from cloud.identity.oauth import GATEWAY_SCOPE, Client, RoostAuthorizationServer, Subject, TokenView
 from cloud.identity.operators import OPERATOR_CLIENT_ID, OPERATOR_SCOPE, access_claims
 from cloud.identity.sessions import Sessions
+from cloud.identity.throttle import Throttle
 from cloud.identity.verify import TokenVerifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class IdentityService:
             keep_retired_s=self.keep_retired_s(settings),
         )
         self.sessions = Sessions(self.db, ttl_s=settings.session_ttl_s, idle_s=settings.session_idle_s)
+        self.signin_throttle = Throttle(burst=settings.throttle_burst, rate_per_s=settings.throttle_rate_per_s)
+        """Failed password sign-ins, per address and per username, wherever the password is typed."""
         self._issuers: set[str] = {settings.issuer.rstrip("/")} if settings.issuer else set()
         self._revoked: set[str] = set()
         self._revoked_version = -1
@@ -150,6 +153,21 @@ class IdentityService:
         elif token.access is not None:
             self.db.revoke_access(token.access)
             self._add_revoked([token.access])
+
+    def revoke_families(self, families: list[str], jtis: list[str]) -> int:
+        """Revoke token families (refresh tokens and their access tokens) and single access tokens (by jti), as a
+        sign-out does; how many access tokens. MQTT connections opened with them close within a second."""
+        now = time.time()
+        records: list[AccessRecord] = []
+        for family in families:
+            records += self.db.revoke_family(family, now)
+        for jti in jtis:
+            rec = self.db.access(jti)
+            if rec is not None and rec.expires > now:
+                self.db.revoke_access(rec)
+                records.append(rec)
+        self._add_revoked(records)
+        return len(records)
 
     def revoke_gateway(self, gateway_id: str, *, stolen: bool = False, reason: str = "") -> int:
         """Revoke a gateway's enrollment, refresh families and live access tokens; how many access tokens.
@@ -283,15 +301,23 @@ class IdentityService:
 
         return {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
             "device_authorization_endpoint": f"{issuer}/oauth/device_authorization",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
             "introspection_endpoint": f"{issuer}/oauth/introspect",
             "jwks_uri": f"{issuer}/jwks.json",
-            "grant_types_supported": [DEVICE_CODE_GRANT_TYPE, "refresh_token", "client_credentials", CLAIM_GRANT_TYPE],
-            "response_types_supported": [],
+            "grant_types_supported": [
+                "authorization_code",
+                DEVICE_CODE_GRANT_TYPE,
+                "refresh_token",
+                "client_credentials",
+                CLAIM_GRANT_TYPE,
+            ],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": [GATEWAY_SCOPE],
+            "scopes_supported": [GATEWAY_SCOPE, "openid", "profile", "roost"],
         }

@@ -54,6 +54,12 @@ class Sessions:
         self.ttl_s = ttl_s
         self.idle_s = idle_s
         self._clock = clock
+        self._on_end: list[Callable[[str], None]] = []
+        self._on_token: list[Callable[[str, str, float], None]] = []
+
+    def on_end(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(id_hash)`` when a session is ended by :meth:`end` (its tokens are revoked there)."""
+        self._on_end.append(listener)
 
     def start(self, operator: OperatorRecord, *, source_ip: str | None = None) -> NewSession:
         """A new session for ``operator`` (whose password was just checked)."""
@@ -92,9 +98,25 @@ class Sessions:
         """When ``active`` ends without further requests (the earlier of its idle timeout and its lifetime)."""
         return min(active.record.expires, max(active.record.last_seen, self._clock()) + self.idle_s)
 
+    def on_token(self, listener: Callable[[str, str, float], None]) -> None:
+        """Call ``listener(id_hash, jti, expires)`` when a session is given an access token (``/auth/token``)."""
+        self._on_token.append(listener)
+
+    def token_issued(self, id_hash: str, jti: str, expires: float) -> None:
+        """Note that the session ``id_hash`` was given the access token ``jti`` (sign-out revokes it)."""
+        for listener in self._on_token:
+            listener(id_hash, jti, expires)
+
     def end(self, session_id: str) -> bool:
-        """End a session (sign-out); False when it was unknown or ended already."""
-        return self._db.revoke_session(hashing.digest(session_id), self._clock())
+        """End a session (sign-out) and tell the listeners; False when it was unknown or ended already."""
+        return self.end_by_hash(hashing.digest(session_id))
+
+    def end_by_hash(self, id_hash: str) -> bool:
+        """:meth:`end` for a session known by its stored hash (an OpenID sign-out naming the session)."""
+        ended = self._db.revoke_session(id_hash, self._clock())
+        for listener in self._on_end:
+            listener(id_hash)  # also when ended already: its tokens may have outlived it
+        return ended
 
     def end_all(self, username: str) -> int:
         """End every session of an operator (an administrator's action); how many."""

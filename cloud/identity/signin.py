@@ -23,12 +23,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from cloud import api_models as models
 from cloud.authz import Principal
 from cloud.errors import ApiError
 from cloud.identity import admin
 from cloud.identity.service import IdentityService
-from cloud.identity.sessions import ActiveSession
-from cloud.identity.throttle import Throttle
+from cloud.identity.sessions import ActiveSession, NewSession
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,10 +45,9 @@ def _rfc3339(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"status": status, "message": message}}, status_code=status, headers={**_NO_STORE, **(headers or {})}
-    )
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+    """The problem to raise (answered as problem details, not stored)."""
+    return ApiError(status, message, headers={**_NO_STORE, **(headers or {})})
 
 
 def _client_ip(request: Request) -> str | None:
@@ -147,13 +146,29 @@ def _clear_cookies(response: Response, secure: bool) -> None:
         response.delete_cookie(name, path="/", secure=secure, httponly=http_only, samesite="strict")
 
 
+def set_session_cookies(identity: IdentityService, request: Request, response: Response, new: NewSession) -> None:
+    """Give the browser a new session's cookies (the session id ``HttpOnly``; the CSRF token readable)."""
+    secure = _secure(identity, request)
+    max_age = int(identity.sessions.ttl_s)
+    response.set_cookie(
+        SESSION_COOKIE, new.session_id, max_age=max_age, path="/", secure=secure, httponly=True, samesite="strict"
+    )
+    response.set_cookie(
+        CSRF_COOKIE, new.csrf_token, max_age=max_age, path="/", secure=secure, httponly=False, samesite="strict"
+    )
+
+
+def clear_session_cookies(identity: IdentityService, request: Request, response: Response) -> None:
+    """Tell the browser to forget the session's cookies."""
+    _clear_cookies(response, _secure(identity, request))
+
+
 def signin_router(identity: IdentityService) -> APIRouter:
     """The router over a running identity service."""
     router = APIRouter()
-    settings = identity.settings
-    throttle = Throttle(burst=settings.throttle_burst, rate_per_s=settings.throttle_rate_per_s)
+    throttle = identity.signin_throttle  # shared with the OpenID sign-in form
 
-    @router.post("/auth/signin")
+    @router.post("/auth/signin", response_model=models.SignedIn)
     async def signin(request: Request) -> Response:
         """Check an operator's password; answer with a session cookie and the session's CSRF token."""
         check_origin(request)  # no signing a victim's browser into someone else's account from another site
@@ -162,29 +177,22 @@ def signin_router(identity: IdentityService) -> APIRouter:
         keys = [f"ip:{ip}", f"operator:{creds['username'].lower()}"]
         wait = throttle.retry_after(keys)
         if wait > 0:
-            return _error(429, "too many failed sign-ins: wait and try again", {"Retry-After": str(int(wait) + 1)})
+            raise _error(429, "too many failed sign-ins: wait and try again", {"Retry-After": str(int(wait) + 1)})
         op = await run_in_threadpool(admin.check_operator, identity.db, creds["username"], creds["password"])
         if op is None or op.tenant != creds["tenant"]:
             throttle.charge(keys)
             _LOGGER.warning(
                 "sign-in refused for %r of tenant %r from %s", creds["username"][:64], creds["tenant"][:64], ip
             )
-            return _error(401, _WRONG)
+            raise _error(401, _WRONG)
         new = await run_in_threadpool(identity.sessions.start, op, source_ip=_client_ip(request))
         active = ActiveSession(new.record, op)
         _LOGGER.info("operator %s of tenant %s signed in from %s", op.username, op.tenant, ip)
         response = JSONResponse({**_session_body(identity, active), "csrf_token": new.csrf_token}, headers=_NO_STORE)
-        secure = _secure(identity, request)
-        max_age = int(identity.sessions.ttl_s)
-        response.set_cookie(
-            SESSION_COOKIE, new.session_id, max_age=max_age, path="/", secure=secure, httponly=True, samesite="strict"
-        )
-        response.set_cookie(
-            CSRF_COOKIE, new.csrf_token, max_age=max_age, path="/", secure=secure, httponly=False, samesite="strict"
-        )
+        set_session_cookies(identity, request, response, new)
         return response
 
-    @router.post("/auth/signout")
+    @router.post("/auth/signout", status_code=204, response_class=Response)
     async def signout(request: Request) -> Response:
         """End the session (its cookie stops working at once, everywhere)."""
         response = Response(status_code=204, headers=_NO_STORE)
@@ -200,7 +208,7 @@ def signin_router(identity: IdentityService) -> APIRouter:
         _clear_cookies(response, _secure(identity, request))
         return response
 
-    @router.get("/auth/session")
+    @router.get("/auth/session", response_model=models.OperatorSession)
     async def session(request: Request) -> JSONResponse:
         """Who is signed in: operator, tenant, role, and when the session ends."""
         active = await active_session(identity, request)
@@ -208,13 +216,15 @@ def signin_router(identity: IdentityService) -> APIRouter:
             raise ApiError(401, "not signed in: POST /auth/signin first")
         return JSONResponse(_session_body(identity, active), headers=_NO_STORE)
 
-    @router.post("/auth/token")
+    @router.post("/auth/token", response_model=models.AccessToken)
     async def token(request: Request) -> JSONResponse:
         """A short-lived access token for the signed-in operator: an API bearer token and an MQTT password."""
         active = await active_session(identity, request)
         if active is None:
             raise ApiError(401, "not signed in: POST /auth/signin first")
         issued = await run_in_threadpool(identity.operator_token, active.operator, issuer=_base_url(identity, request))
+        claims = identity.verifier.verify(issued["access_token"])
+        await run_in_threadpool(identity.sessions.token_issued, active.record.id_hash, claims.jti, claims.expires)
         body = {**issued, "sub": active.operator.username, "tenant": active.operator.tenant}
         return JSONResponse(body, headers=_NO_STORE)
 
