@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: demo test check lint bench deps clean firmware firmware-avr firmware-sim firmware-coap-node
+.PHONY: demo test check lint bench deps clean firmware firmware-avr firmware-sim firmware-coap-node console
 
 # The environment the other targets use: Roost installed editable with pinned dependencies.
 $(VENV): $(STAMP)
@@ -33,6 +33,30 @@ deps:
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends libcoap3-dev pkgconf >/dev/null)) \
 	    && echo "installed libcoap3-dev (to build the CoAP node)"; \
 	  else echo "note: libcoap3-dev is not installed and this is not root: the CoAP node's tests will be skipped"; fi; \
+	fi
+	@# systemd-analyze for the unit file tests (verify, security); installing the package starts nothing here.
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq --no-install-recommends systemd >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends systemd >/dev/null)) \
+	    && echo "installed systemd (systemd-analyze)"; \
+	  else echo "note: systemd-analyze is not installed and this is not root: the unit file tests will be skipped"; fi; \
+	fi
+	@# Chromium for the local page's browser test (Playwright drives Debian's chromium; no playwright install).
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null)) \
+	    && echo "installed chromium"; \
+	  else echo "note: chromium is not installed and this is not root: the local page's browser test will be skipped"; fi; \
+	fi
+	@# Node.js and npm to build the cloud console (console/: npm ci from its lockfile, then esbuild).
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null)) \
+	    && echo "installed nodejs npm (to build the console)"; \
+	  else echo "note: npm is not installed and this is not root: the console is not built and its browser tests are skipped"; fi; \
 	fi
 	@# firmware (issue 12): AVR toolchain and simulator (avr-gcc, avr-libc, libsimavr for firmware/sim, avrdude, optiboot's source)
 	@if ! command -v avr-gcc >/dev/null 2>&1 || ! command -v avrdude >/dev/null 2>&1 || \
@@ -62,7 +86,7 @@ deps:
 	  else echo "note: rabbitmq-server is not installed and this is not root: the RabbitMQ node test will be skipped"; fi; \
 	fi
 
-demo: $(STAMP)
+demo: $(STAMP) console
 	$(BIN)/roost demo
 
 lint: $(STAMP)
@@ -72,8 +96,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Every suite, the slow end-to-end ones too. pytest exits 5 when no test ran: that fails here too.
-test: deps $(STAMP) lint firmware
+test: deps $(STAMP) lint firmware console
 	$(BIN)/pytest -q $(PYTEST_FLAGS)
+	$(BIN)/python -m gateway.systemd_units score systemd/roost-gateway.service
 
 # The firmware builds (issue 12), each printing its size: the AVR node (flash and RAM, then its protocol code
 # built natively against the shared vectors in tests/vectors/roostserial), the simavr bridge with optiboot,
@@ -95,8 +120,19 @@ firmware-coap-node:
 	else echo "note: libcoap3-dev is not installed: firmware/coap-node is not built (make deps installs it)"; fi
 
 # The fast suites, for the inner loop (under 5 minutes).
-check: $(STAMP) lint
+check: $(STAMP) lint console
 	$(BIN)/pytest -q -m "not slow" $(PYTEST_FLAGS)
+
+# The cloud console (console/): its npm packages as the lockfile pins them, bundled by esbuild into
+# cloud/console_dist (git-ignored), which the cloud serves at /console/. The build prints the first load's size.
+CONSOLE_SRC := $(wildcard console/src/*.js console/src/*/*.js console/src/*.css) console/build.mjs
+console: cloud/console_dist/manifest.json
+cloud/console_dist/manifest.json: console/node_modules/.package-lock.json $(CONSOLE_SRC)
+	@if command -v node >/dev/null 2>&1; then cd console && node build.mjs; \
+	else echo "note: Node.js is not installed: the console is not built (make deps installs it, as root)"; fi
+console/node_modules/.package-lock.json: console/package.json console/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd console && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm is not installed: the console's packages are not installed (make deps installs it, as root)"; fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/uplink.py
@@ -107,7 +143,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/ble.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/zigbee.py
+	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/coap_node.py
+	$(BIN)/python bench/console.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -49,8 +49,8 @@ class Actuators:
             result = await owner.actuate(sensor, action, args or {})
         except ActuationError as exc:
             self.failed += 1
-            _LOGGER.warning("Actuation %s on %s failed: %s", action, sensor, exc)
+            _LOGGER.warning("Actuation %s on %s failed: %s", action, sensor, exc, extra={"sensor": sensor})
             raise
         self.done += 1
-        _LOGGER.info("Actuation %s on %s done", action, sensor)
+        _LOGGER.info("Actuation %s on %s done", action, sensor, extra={"sensor": sensor})
         return result

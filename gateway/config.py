@@ -21,6 +21,8 @@ from gateway.dm.config import DmSection
 from gateway.dm.nodefw.config import NodeFirmwareSection
 from gateway.dm.ota.config import UpdateSection
 from gateway.errors import ConfigError
+from gateway.localpage.config import LocalSection
+from gateway.metrics_config import MetricsSection
 from wire import typedconfig
 from wire.names import check_gateway, check_tenant
 from wire.typedconfig import ConfigValueError, doc
@@ -269,6 +271,12 @@ class GatewayConfig:
     node_firmware: NodeFirmwareSection = doc(
         "Serial sensor nodes' firmware updates through their bootloader (docs/device-management.md)",
         default_factory=NodeFirmwareSection,
+    )
+    local: LocalSection = doc(
+        "The technician's local page: HTTPS, setup PIN, mDNS (docs/local-page.md)", default_factory=LocalSection
+    )
+    metrics: MetricsSection = doc(
+        "Prometheus metrics on a local port (docs/operations.md)", default_factory=MetricsSection
     )
 
     @property

@@ -129,8 +129,11 @@ async def request(path: Path, payload: Mapping[str, Any], timeout: float = HANDL
     return answer.get("result")
 
 
-def handlers_for(adapters: list[Any], registry: Any) -> dict[str, Handler]:
-    """The daemon's control ops: pair (a permit-join window, or one device by ``id``), unpair, devices and label.
+def handlers_for(
+    adapters: list[Any], registry: Any, status: Callable[[], Awaitable[Any]] | None = None
+) -> dict[str, Handler]:
+    """The daemon's control ops: pair (a permit-join window, or one device by ``id``), unpair, devices and label;
+    ``status`` (what ``roost gateway status`` and the local page show) when ``status`` is given.
 
     Pairing a device by id (BLE: ``{"op": "pair", "kind": "ble", "id": MAC, "key": HEX, ...}``) goes to the
     running adapter of that kind (it records it in the registry and takes it at once); with no such adapter
@@ -218,4 +221,11 @@ def handlers_for(adapters: list[Any], registry: Any) -> dict[str, Handler]:
             return await adapter.label(device_id, name=name, location=location)
         return await asyncio.to_thread(registry.label, kind, device_id, name=name, location=location)
 
-    return {"pair": pair, "unpair": unpair, "devices": devices, "label": label}
+    ops: dict[str, Handler] = {"pair": pair, "unpair": unpair, "devices": devices, "label": label}
+    if status is not None:
+
+        async def status_op(req: Mapping[str, Any]) -> Any:
+            return await status()
+
+        ops["status"] = status_op
+    return ops

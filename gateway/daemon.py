@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway import identity
+from gateway import identity, observability
 from gateway.actuation import Actuators
 from gateway.adapters.base import Adapter
 from gateway.buffer import DurableBuffer
@@ -102,12 +102,23 @@ def _build_adapters(
     return adapters
 
 
-def _control(config: GatewayConfig, adapters: list[Adapter], registry: Registry) -> list[asyncio.Task[None]]:
-    """The local control socket: ``roost gateway pair``, ``unpair``, ``devices`` and ``label`` talk to the daemon."""
+def _control(
+    config: GatewayConfig, daemon: Daemon, registry: Registry, page_allowed: Callable[[], bool]
+) -> list[asyncio.Task[None]]:
+    """The local control socket (``roost gateway pair``, ``unpair``, ``devices``, ``label``, ``status``) and,
+    when ``[local] enabled``, the technician's local page, which serves the same handlers (and shows only a
+    notice while device management has it off: disabled by the operator, or the gateway locked)."""
     from gateway.control import SOCKET_NAME, ControlServer, handlers_for
+    from gateway.localpage.status import collect
 
-    server = ControlServer(config.gateway.state_dir / SOCKET_NAME, handlers_for(list(adapters), registry))
-    return [asyncio.create_task(server.run(), name="control socket")]
+    handlers = handlers_for(list(daemon.adapters), registry, status=lambda: collect(config, daemon))
+    server = ControlServer(config.gateway.state_dir / SOCKET_NAME, handlers)
+    tasks = [asyncio.create_task(server.run(), name="control socket")]
+    if config.local.enabled:
+        from gateway.localpage.server import serve  # imports aiohttp (and zeroconf when mdns is on)
+
+        tasks.append(asyncio.create_task(serve(config, daemon, handlers, page_allowed), name="local page"))
+    return tasks
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]], deadline: float, what: str) -> None:
@@ -159,7 +170,7 @@ async def run(config: GatewayConfig, *, ready: Callable[[Daemon], None] | None =
         if not dm.manager.restart.is_set():
             return
         if not await dm.after(effective):
-            await asyncio.Event().wait()  # factory state without credentials: idle until stopped
+            await observability.idle("factory state without credentials: put them in place and restart")
     raise GatewayError(f"restarted its parts {MAX_GENERATIONS} times: exiting for the service manager")
 
 
@@ -227,16 +238,17 @@ async def _run_parts(config: GatewayConfig, dm: DmRuntime, *, ready: Callable[[D
         _LOGGER.info("Gateway %s (tenant %s) starting; buffer %s", gw_id, config.gateway.tenant, config.buffer_path)
         uplink_task = asyncio.create_task(uplink.run(), name="uplink")
         adapter_tasks = [asyncio.create_task(a.run(), name=f"adapter {a.name}") for a in adapters]
-        adapter_tasks += _control(config, adapters, registry)
+        adapter_tasks += _control(config, daemon, registry, lambda: dm.state.switches.features()["local-page"])
         adapter_tasks.append(asyncio.create_task(rules_runner.run(), name="rules"))
         identity_tasks = [asyncio.create_task(tokens.run(), name="identity")] if tokens is not None else []
         probation = _probation(config, uplink, adapter_tasks)
         dm_tasks = dm.tasks(uplink)
+        obs_tasks = observability.tasks(config, daemon, agent, [uplink_task, *adapter_tasks])
         if ready is not None:
             ready(daemon)
         try:
             # Run until cancelled, or until a part fails for good (it is logged and the daemon exits).
-            parts = [uplink_task, *adapter_tasks, *identity_tasks, *probation, *dm_tasks]
+            parts = [uplink_task, *adapter_tasks, *identity_tasks, *probation, *dm_tasks, *obs_tasks]
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
                 exc = None if t.cancelled() else t.exception()
@@ -246,6 +258,9 @@ async def _run_parts(config: GatewayConfig, dm: DmRuntime, *, ready: Callable[[D
         finally:
             deadline = time.monotonic() + config.gateway.shutdown_timeout_s
             _LOGGER.info("Gateway %s stopping", gw_id)
+            if not dm.manager.restart.is_set():
+                observability.stopping()
+            await _cancel_all(obs_tasks, deadline, "observability")
             await _cancel_all(adapter_tasks, deadline, "adapter")
             await _cancel_all(identity_tasks, deadline, "identity")
             await _cancel_all(probation, deadline, "update probation")

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import admin_cli
 
     admin_cli.add_parser(cl)
+    from roost import oidc_cli
+
+    oidc_cli.add_parser(cl)
     from roost import bundle_cli
 
     bundle_cli.add_parser(sub)
@@ -176,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import rules_cli
 
     rules_cli.add_parser(sub)
+    from roost import firstboot_cli
+
+    firstboot_cli.add_parser(sub)
 
     dec = sub.add_parser("decode", help="decode a payload a technician copied, print JSON")
     dsub = dec.add_subparsers(dest="format", required=True, metavar="FORMAT")

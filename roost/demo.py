@@ -89,7 +89,7 @@ health_interval_s = 10.0
 host = "127.0.0.1"
 port = {coap_port}
 accept = "any"
-{_wired_config(state)}{_ble_config(state)}
+{_wired_config(state)}{_ble_config(state)}{_local_config(state)}
 [adapters.zigbee]
 enabled = true
 radio = "memory"
@@ -98,6 +98,40 @@ emulate_interval_s = 5.0
 database = false
 """)
     return cloud, gateway, ident
+
+
+@dataclass(frozen=True)
+class LocalPage:
+    """The demo's local page: a free loopback port and a setup PIN made for this run."""
+
+    port: int
+    pin: str
+
+
+def _local_page(state: Path) -> LocalPage:
+    """A free port on loopback and a new PIN, whose scrypt hash goes where first boot would put it."""
+    import socket
+
+    from gateway.localpage import pin
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    code = f"{secrets.randbelow(10**6):06d}"
+    pin.write(state / "gateway" / "local" / "pin.json", code)
+    return LocalPage(port, code)
+
+
+def _local_config(state: Path) -> str:
+    page = _local_page(state)
+    (state / "local-page.txt").write_text(f"{page.port} {page.pin}\n")
+    return f"""
+[local]
+enabled = true
+host = "127.0.0.1"
+port = {page.port}
+mdns = false
+"""
 
 
 SERIAL_NODE = "serial-node-1"
@@ -311,6 +345,7 @@ def run_demo(
             return 1
         gateway = subprocess.Popen([*me, "gateway", "run", "--config", str(gw_cfg)], env=env)
         procs.append(gateway)
+        local_port, local_pin = (state / "local-page.txt").read_text().split()
         print(
             f"""
 Roost demo is running (Ctrl-C stops it).
@@ -322,6 +357,8 @@ Roost demo is running (Ctrl-C stops it).
            serial: {SERIAL_NODE} (Roost protocol node) and gps (NMEA receiver), on ptys in {state}/serial-by-id
            BLE: six devices (BTHome, encrypted BTHome, Ruuvi, pvvx, ATC, iBeacon) replayed from ble-demo.jsonl
            Zigbee: an in-memory network of six devices (climate, door, motion, leak, metered plug, bulb)
+  local    https://127.0.0.1:{local_port}/  the technician's local page (self-signed certificate: accept it),
+           setup PIN {local_pin}
   people   tenant {TENANT}: {OWNER} (owner, signs in with POST /auth/signin) and {VIEWER} (read-only, the token above)
 
 Look at the data (the token is {VIEWER}'s; it is also the MQTT password, with the username {VIEWER}):

@@ -1,4 +1,4 @@
-"""``roost gateway pair|unpair|devices|label``: the technician's pairing tools, talking to the running daemon.
+"""``roost gateway pair|unpair|devices|label|status``: the technician's tools, talking to the running daemon.
 
 They reach the daemon through its control socket in the state folder (``gateway/control.py``), so they
 run on the gateway as the service user (or root). ``devices`` reads the registry file directly when the
@@ -49,6 +49,12 @@ def add_parsers(gateway_actions: Any) -> None:
     lab.add_argument("--name", default=None)
     lab.add_argument("--location", default=None)
     lab.set_defaults(func=label_command)
+    st = gateway_actions.add_parser(
+        "status", help="what the local page's status shows: cloud, enrollment, first boot, buffer, adapters"
+    )
+    st.add_argument("--config", "-c", required=True, help="gateway.toml")
+    st.add_argument("--json", action="store_true", help="print JSON instead of text")
+    st.set_defaults(func=status_command)
 
 
 def _state_dir(config: str) -> Path:
@@ -223,4 +229,88 @@ def label_command(args: argparse.Namespace) -> int:
     except (ControlError, ConfigError) as exc:
         return _fail("label", exc)
     print(f"{entry['kind']} {entry['id']}: name {entry.get('name', '')!r}, location {entry.get('location', '')!r}")
+    return 0
+
+
+def _status_text(st: dict[str, Any]) -> str:
+    """The status for a technician, one fact a line."""
+    gw, cloud, buf, page = st["gateway"], st["cloud"], st["buffer"], st["local_page"]
+    lines = [
+        f"gateway    {gw['id']} (tenant {gw['tenant']}, software {gw['version']}, up {int(gw['uptime_s'])} s)",
+        f"cloud      {'connected' if cloud['connected'] else 'NOT connected'} to {cloud['url']}"
+        f" ({cloud['sent']} packs sent, {cloud['reconnects']} reconnects)",
+    ]
+    enr = st.get("enrollment")
+    if enr:
+        line = f"enrollment {enr.get('state', 'unknown')}"
+        if enr.get("user_code") and enr.get("state") not in ("enrolled", "denied"):
+            line += f": approve code {enr['user_code']} at {enr.get('verification_uri', '')}"
+        lines.append(line)
+    fb = st.get("firstboot")
+    if fb is not None:
+        lines.append("first boot " + ("ok" if fb["ok"] else f"found {len(fb['errors'])} problem(s) in roost.toml:"))
+        lines += [f"           - {e['key']}: {e['message']}" for e in fb["errors"]]
+    lines.append(
+        f"buffer     {buf['readings']} readings waiting ({buf['bytes'] // 1024} KiB of {buf['max_bytes'] // 1024} KiB),"
+        f" {buf['events']} events, {buf['dropped']} dropped"
+    )
+    if not st["adapters"]:
+        lines.append("adapters   none configured")
+    for a in st["adapters"]:
+        refused = sum(int(v) for v in a["rejected"].values())
+        detail = f" ({a['detail']})" if a["detail"] else ""
+        lines.append(f"adapter    {a['name']:8} {a['state']}{detail}; {a['accepted']} readings, {refused} refused")
+    if page["enabled"]:
+        lines.append(f"local page {page['url']}" + ("" if page["pin_set"] else " (no setup PIN set: [local] pin)"))
+        if page["fingerprint"]:
+            lines.append(f"           certificate SHA-256 {page['fingerprint']}")
+    else:
+        lines.append("local page off ([local] enabled = true in gateway.toml)")
+    return "\n".join(lines)
+
+
+def _offline_status(config: str) -> str:
+    """What the state folder says while the daemon is not running: first boot, enrollment, the certificate."""
+    from gateway import config as gwconfig
+    from gateway.localpage import cert, status
+
+    cfg = gwconfig.load(Path(config))
+    state_dir = cfg.gateway.state_dir
+    lines = []
+    fb = status.firstboot_report(state_dir)
+    if fb is not None:
+        lines.append("first boot " + ("ok" if fb["ok"] else f"found {len(fb['errors'])} problem(s) in roost.toml:"))
+        lines += [f"           - {e['key']}: {e['message']}" for e in fb["errors"]]
+    enr = status.enrollment(state_dir)
+    if enr:
+        lines.append(f"enrollment {enr.get('state', 'unknown')} (when the gateway last ran)")
+    fingerprint = cert.read_fingerprint(state_dir / "local")
+    if fingerprint:
+        lines.append(f"local page certificate SHA-256 {fingerprint}")
+    return "\n".join(lines)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """Ask the running daemon for its status and print it (what the state folder says when it is not running)."""
+    from gateway.control import ControlError, NotRunning
+    from gateway.errors import ConfigError
+
+    try:
+        st = _ask(args, {"op": "status"})
+    except NotRunning as exc:
+        code = _fail("status", exc)
+        try:
+            offline = _offline_status(args.config)
+        except ConfigError:
+            offline = ""
+        if offline and not args.json:
+            print(offline)
+        return code
+    except (ControlError, ConfigError) as exc:
+        return _fail("status", exc)
+    if args.json:
+        json.dump(st, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(_status_text(st))
     return 0

@@ -14,6 +14,7 @@ def setup(level: str = "INFO", *, name: str = "roost") -> None:
     else:
         fmt = f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    _journal(name)
     # Third-party chatter stays at WARNING unless we are debugging.
     if level != "DEBUG":
         for noisy in (
@@ -27,3 +28,17 @@ def setup(level: str = "INFO", *, name: str = "roost") -> None:
             "websockets",
         ):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _journal(name: str) -> None:
+    """Under systemd (stderr is the journal stream, or ROOST_JOURNAL_SOCKET names a socket): structured records."""
+    from roost import journal
+
+    path = os.environ.get("ROOST_JOURNAL_SOCKET") or (
+        journal.SOCKET_PATH if journal.stream_is_journal() and os.path.exists(journal.SOCKET_PATH) else ""
+    )
+    if path:
+        root = logging.getLogger()
+        for old in root.handlers[:]:
+            root.removeHandler(old)
+        root.addHandler(journal.JournalHandler(name, path=path))

@@ -149,19 +149,21 @@ class Dispatcher:
             return answer("unknown", f"this gateway has no command {cmd.command!r}; it has: {', '.join(self.commands)}")
         limit = self._timeouts.get(cmd.command, self._timeout_s)
         timeout = limit if cmd.deadline is None else max(1.0, min(limit, cmd.deadline - now))
-        _LOGGER.info("Running command %s (%s) from %s", cmd.command, request_id, cmd.issued_by or "the cloud")
+        log_fields = {"request_id": request_id}  # journal field REQUEST_ID
+        _LOGGER.info("Running command %s (%s) from %s", cmd.command, request_id, cmd.issued_by or "the cloud",
+                     extra=log_fields)  # fmt: skip
         try:
             async with asyncio.timeout(timeout):
                 out = await handler(cmd.args)
         except InvalidArguments as exc:
             return answer("invalid", str(exc))
         except CommandFailed as exc:
-            _LOGGER.warning("Command %s (%s) failed: %s", cmd.command, request_id, exc)
+            _LOGGER.warning("Command %s (%s) failed: %s", cmd.command, request_id, exc, extra=log_fields)
             return answer("error", str(exc))
         except TimeoutError:
             return answer("error", f"did not finish within {timeout:.0f} s")
         except Exception as exc:  # a handler's bug is the command's failure, never the agent's end
-            _LOGGER.exception("Command %s (%s) failed unexpectedly", cmd.command, request_id)
+            _LOGGER.exception("Command %s (%s) failed unexpectedly", cmd.command, request_id, extra=log_fields)
             return answer("error", f"failed unexpectedly: {exc!r}")
         return answer("ok", result=out)
 

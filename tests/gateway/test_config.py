@@ -173,7 +173,8 @@ max_records = 1
         (
             '[gatway]\nid = "x"',
             "gateway.toml: gatway: unknown key (known keys here: "
-            "adapters, buffer, cloud, dm, gateway, identity, node_firmware, paired, rules, update, uplink)",
+            "adapters, buffer, cloud, dm, gateway, identity, local, metrics, node_firmware, paired, rules, update, "
+            "uplink)",
         ),
         ('[adapters.coap]\nport = "5683"', "gateway.toml: adapters.coap.port: must be an integer, not '5683'"),
         ("[adapters.coap]\nport = 70000", "gateway.toml: adapters.coap.port: must be between 0 and 65535"),
@@ -343,6 +344,8 @@ def test_every_field_has_a_doc_string() -> None:
         "node_firmware",
         "rules",
         "dm",
+        "local",
+        "metrics",
     }
     assert len(fields) >= 40
     undocumented = [key for key, f, _ in fields if not str(f.metadata.get("doc", "")).strip()]

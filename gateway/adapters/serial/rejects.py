@@ -30,6 +30,7 @@ class Rejects:
                 self.path,
                 detail,
                 reason,
+                extra={"adapter": "serial"},  # journal field ADAPTER
             )
         else:
             _LOGGER.debug("Serial port %s: %s (%s)", self.path, detail, reason)
