@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: demo test check lint bench deps clean firmware firmware-avr firmware-sim firmware-coap-node console
+.PHONY: demo test check lint bench deps clean image firmware firmware-avr firmware-sim firmware-coap-node console
 
 # The environment the other targets use: Roost installed editable with pinned dependencies.
 $(VENV): $(STAMP)
@@ -68,6 +68,17 @@ deps:
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \
 	    && echo "installed $$pkgs"; \
 	  else echo "note: the AVR toolchain or simavr is not installed and this is not root: the firmware tests will be skipped"; fi; \
+	fi
+	@# The image (issue 9): mmdebstrap, the file system tools, and qemu for the boot test (qemu-user-static for arm64).
+	@if ! command -v mmdebstrap >/dev/null 2>&1 || ! command -v mcopy >/dev/null 2>&1 || \
+	    ! command -v mkfs.vfat >/dev/null 2>&1 || ! command -v sfdisk >/dev/null 2>&1 || \
+	    ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-aarch64-static >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    pkgs="mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils qemu-system-x86 qemu-utils qemu-user-static binfmt-support arch-test"; \
+	    (apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \
+	    && echo "installed $$pkgs"; \
+	  else echo "note: mmdebstrap, mtools or qemu is not installed and this is not root: the image build and boot tests will be skipped"; fi; \
 	fi
 	@# RabbitMQ: the package's own service must not start (nor stay running): a temporary policy-rc.d denies
 	@# service starts during the install, systemd (where there is one) gets it disabled, and a node that runs anyway is stopped.
@@ -133,6 +144,11 @@ cloud/console_dist/manifest.json: console/node_modules/.package-lock.json $(CONS
 console/node_modules/.package-lock.json: console/package.json console/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then cd console && npm ci --no-audit --no-fund --loglevel=error; \
 	else echo "note: npm is not installed: the console's packages are not installed (make deps installs it, as root)"; fi
+
+# The SD-card image (root: mmdebstrap, chroot): make image ARCH=amd64 for a PC/VM image. Output in dist/image.
+ARCH ?= arm64
+image: deps $(STAMP)
+	$(BIN)/roost image build --arch $(ARCH) --out dist/image
 
 bench: $(STAMP)
 	$(BIN)/python bench/uplink.py

@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import firstboot_cli
 
     firstboot_cli.add_parser(sub)
+    from roost import image_cli
+
+    image_cli.add_parser(sub)
 
     dec = sub.add_parser("decode", help="decode a payload a technician copied, print JSON")
     dsub = dec.add_subparsers(dest="format", required=True, metavar="FORMAT")
