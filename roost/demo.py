@@ -357,6 +357,8 @@ Roost demo is running (Ctrl-C stops it).
            serial: {SERIAL_NODE} (Roost protocol node) and gps (NMEA receiver), on ptys in {state}/serial-by-id
            BLE: six devices (BTHome, encrypted BTHome, Ruuvi, pvvx, ATC, iBeacon) replayed from ble-demo.jsonl
            Zigbee: an in-memory network of six devices (climate, door, motion, leak, metered plug, bulb)
+  console  http://127.0.0.1:{http_port}/console/  the operators' console: sign in as {OWNER} (the "sign in:" line)
+  portal   http://127.0.0.1:{http_port}/developers  the developer portal: the API reference, applications, usage
   local    https://127.0.0.1:{local_port}/  the technician's local page (self-signed certificate: accept it),
            setup PIN {local_pin}
   people   tenant {TENANT}: {OWNER} (owner, signs in with POST /auth/signin) and {VIEWER} (read-only, the token above)
