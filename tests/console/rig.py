@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,14 +21,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from cloud.console import DIST
 from cloud.identity import admin
+from tests.browser import chromium, needs_chromium  # noqa: F401
 from tests.e2e.harness import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "console"
 AXE = ROOT / "console" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 TENANT = "default"
 PASSWORD = "correct horse battery staple"
 PHONE = {"width": 390, "height": 844}
@@ -43,8 +40,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 needs_browser = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make deps, as root)"),
+    *needs_chromium,
     pytest.mark.skipif(not (DIST / "index.html").is_file(), reason="the console is not built (make console)"),
     pytest.mark.skipif(not AXE.is_file(), reason="console/node_modules has no axe-core (make console runs npm ci)"),
 ]
@@ -75,19 +71,6 @@ def operator(site: Site, name: str = "olga", role: str = "owner") -> str:
     admin.ensure_tenant(site.identity_db, TENANT)
     admin.ensure_operator(site.identity_db, TENANT, name, lambda: PASSWORD, role=role)
     return name
-
-
-@contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Any]:
-    """A headless Chromium (Debian's) under Playwright."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import select
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from drivers.roostserial.frame import FrameError, decode_frame
+from tests.firmware.simavr_rig import Uno
 
 ROOT = Path(__file__).resolve().parents[2]
 AVR = ROOT / "firmware" / "avr"
@@ -72,65 +72,6 @@ def simavr_bridge(avr_toolchain: None) -> Path:
         if exe.exists():
             return exe
     raise AssertionError("make -C firmware/sim built no roost-simavr")
-
-
-class Board:
-    """roost-simavr running the firmware: its pty, the events it prints, the control lines it reads."""
-
-    def __init__(self, exe: Path, firmware: Path) -> None:
-        self._proc = subprocess.Popen(
-            [str(exe), str(firmware)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self.events: list[tuple[float, str]] = []
-        """(monotonic time, line) of every event the bridge printed: ``pin D13 1``, ``reset watchdog``..."""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        first = self._next_line(10.0)
-        assert first.startswith("pty: "), f"roost-simavr said {first!r}, not its pty"
-        self.pty = first.removeprefix("pty: ").strip()
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-            self.events.append((time.monotonic(), line.strip()))
-
-    def _next_line(self, timeout: float) -> str:
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            self.close()
-            raise AssertionError("roost-simavr printed nothing") from None
-
-    def send(self, line: str) -> None:
-        """A control line: ``adc 0 1234``, ``adc temp 382``, ``pin D2 1``, ``reset``."""
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(line + "\n")
-        self._proc.stdin.flush()
-
-    def saw(self, event: str, since: int = 0) -> int:
-        """How many times the bridge printed ``event`` (among its events from index ``since`` on)."""
-        return sum(1 for _, e in self.events[since:] if e == event)
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                self.send("quit")
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
 
 
 class Line:
@@ -223,9 +164,9 @@ class Line:
 
 
 @pytest.fixture
-def board(simavr_bridge: Path, firmware_hex: Path) -> Iterator[Board]:
+def board(simavr_bridge: Path, firmware_hex: Path) -> Iterator[Uno]:
     """A simulated ATmega328P running the firmware (blank EEPROM: the default id and interval)."""
-    b = Board(simavr_bridge, firmware_hex)
+    b = Uno(simavr_bridge, str(firmware_hex))
     try:
         yield b
     finally:
@@ -233,7 +174,7 @@ def board(simavr_bridge: Path, firmware_hex: Path) -> Iterator[Board]:
 
 
 @pytest.fixture
-def line(board: Board, tmp_path: Path) -> Iterator[Line]:
+def line(board: Uno, tmp_path: Path) -> Iterator[Line]:
     """The cable from ``board`` to the gateway's port, a symlink standing in for /dev/serial/by-id/..."""
     ln = Line(board.pty, tmp_path / "usb-Arduino_Uno_roost-node-if00")
     try:

@@ -58,6 +58,10 @@ class Uno:
         self._proc.stdin.write(line + "\n")
         self._proc.stdin.flush()
 
+    def saw(self, event: str, since: int = 0) -> int:
+        """How many times the bridge printed ``event`` (among its events from index ``since`` on)."""
+        return sum(1 for e in self.events[since:] if e == event)
+
     def wait_event(self, event: str, *, since: int = 0, timeout: float = 10.0) -> None:
         """Wait until roost-simavr printed ``event`` (at index ``since`` or later)."""
         deadline = time.monotonic() + timeout

@@ -20,7 +20,8 @@ import pytest
 from drivers.roostserial import messages as m
 from gateway.adapters.serial.errors import CommandRefused
 from gateway.adapters.serial.roost_protocol import RoostHandler
-from tests.firmware.conftest import Board, Line
+from tests.firmware.conftest import Line
+from tests.firmware.simavr_rig import Uno as Board
 from tests.gateway.serial_rig import Rig, eventually, port, rig
 from wire.reading import Reading
 

@@ -7,35 +7,24 @@ phone-sized screen. Screenshots go to tests/artifacts/localpage/ (git-ignored).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import chromium, needs_chromium
 from tests.localpage import rig
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "localpage"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make deps, as root)"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="Playwright for Python is not installed (the dev extra)"
-    ),
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -61,18 +50,6 @@ def gateway_process(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         print(f"gateway log: {tmp_path / 'gateway.log'}")
 
 
-@contextlib.asynccontextmanager
-async def _chromium() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def _sign_in(page: Any, base: str) -> None:
     await page.goto(base + "/")
     assert page.url.endswith("/signin")
@@ -91,7 +68,7 @@ async def test_pair_an_encrypted_sensor_in_chromium_and_see_it_live(gateway_proc
     ARTIFACTS.mkdir(parents=True)
     print(f"screenshots: {ARTIFACTS}")
     problems: list[str] = []
-    async with _chromium() as browser:
+    async with chromium() as browser:
         context = await browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

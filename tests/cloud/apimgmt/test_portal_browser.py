@@ -5,11 +5,7 @@ Screenshots go to tests/artifacts/apimgmt/ (git-ignored with tests/artifacts).""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +13,13 @@ import pytest
 
 from cloud.identity import admin
 from cloud.server import CloudServer
+from tests.browser import chromium, needs_chromium
 from tests.cloud.identity.conftest import OPERATOR_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "apimgmt"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make deps, as root)"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="Playwright for Python is not installed (the dev extra)"
-    ),
-]
-
-
-@contextlib.asynccontextmanager
-async def _chromium() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright  # imported here: the module is skipped without it
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+pytestmark = needs_chromium
 
 
 async def _no_sideways_scroll(page: Any) -> None:
@@ -62,7 +38,7 @@ async def test_sign_in_and_register_by_keyboard_on_a_phone(cloud: CloudServer) -
     ARTIFACTS.mkdir(parents=True)
     problems: list[str] = []
     outside: list[str] = []
-    async with _chromium() as browser:
+    async with chromium() as browser:
         context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
         page = await context.new_page()
         failed: list[tuple[int, str]] = []
