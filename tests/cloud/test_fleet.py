@@ -197,3 +197,51 @@ async def test_revoking_a_stolen_gateway_blocks_its_hardware_and_tells_it_to_wip
     with pytest.raises(NotFound):
         admin.allow_hardware(identity_of(cloud).db, "10000000feedbeef")
     assert DEVICE_GRANT and WAIT
+
+
+async def test_a_device_behind_a_gateway_is_commanded_over_http(cloud: CloudServer) -> None:
+    olga = await operator_token(cloud, "default", "admin", "olga")
+    ran: list[str] = []
+    seen: list[dict[str, Any]] = []
+    async with mqtt(cloud) as gw1, http(cloud, olga) as api:
+        await gw1.subscribe("roost/default/gw-1/cmd/+", qos=1)
+
+        # No answer yet: 202 with the command pending and where to poll for its result.
+        on = {"action": "on", "args": {"output": 1}}
+        r = await api.post("/api/v1/gateways/gw-1/sensors/pump-1/commands", json=on)
+        assert r.status_code == 202, r.text
+        pending = r.json()
+        assert pending["status"] == "pending" and pending["command"] == "actuate"
+        assert r.headers["location"] == f"/api/v1/gateways/gw-1/commands/{pending['request_id']}"
+        message = await next_message(gw1)
+        cmd = decode_command(bytes(message.payload))  # type: ignore[arg-type]
+        assert cmd.command == "actuate" and cmd.args == {"sensor": "pump-1", "action": "on", "args": {"output": 1}}
+        seen.append(cmd.args)
+
+        # The stand-in gateway answers: the poll URL has the result; with wait_s the answer comes in the request.
+        answering = asyncio.create_task(_answer_commands(gw1, "gw-1", ran))
+        try:
+            await gw1.publish(
+                f"roost/default/gw-1/cmd-result/{pending['request_id']}",
+                Result(request_id=pending["request_id"], status="ok", result={"on": True}, finished=1.0).encode(),
+                qos=1,
+            )
+
+            async def answered() -> bool:
+                return bool((await api.get(r.headers["location"])).json()["status"] == "ok")
+
+            await eventually(answered)
+            r = await api.post("/api/v1/gateways/gw-1/sensors/pump-1/commands", json={"action": "off", "wait_s": 5})
+            assert r.status_code == 200 and r.json()["status"] == "ok" and "location" not in r.headers, r.text
+        finally:
+            answering.cancel()
+
+        bad = await api.post("/api/v1/gateways/gw-1/sensors/has%20space/commands", json={"action": "on"})
+        assert bad.status_code == 400 and bad.json()["parameter"] == "sensor"
+        bad = await api.post("/api/v1/gateways/gw-1/sensors/pump-1/commands", json={"action": "Rm -rf"})
+        assert bad.status_code == 400 and bad.json()["parameter"] == "action"
+    vera = await operator_token(cloud, "default", "viewer", "vera")
+    async with http(cloud, vera) as api:
+        r = await api.post("/api/v1/gateways/gw-1/sensors/pump-1/commands", json={"action": "on"})
+        assert r.status_code == 403  # viewers never act on devices
+    assert seen and ran
