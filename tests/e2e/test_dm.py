@@ -96,6 +96,14 @@ async def test_every_command_desired_state_and_roll_backs_end_to_end(sites: list
     tokens = json.loads((site.gateway_state_dir / "identity" / "tokens.json").read_text())
     assert tokens["refresh_token"] not in text and tokens["access_token"] not in text
 
+    # locate: no GPS and no configured position here, and it says so; pair/unpair a sensor by id.
+    status, where = await _send(site, olga, "locate")
+    assert where["status"] == "error" and "does not know where it is" in where["error"], where
+    status, paired = await _send(site, olga, "pair", args={"kind": "sensor", "id": "late-th9", "name": "Shed"})
+    assert paired["status"] == "ok" and paired["result"]["paired"] is True, paired
+    status, unpaired = await _send(site, olga, "unpair", args={"kind": "sensor", "id": "late-th9"})
+    assert unpaired["status"] == "ok" and unpaired["result"]["paired"] is False, unpaired
+
     # Reported state arrives on connect: sensors with management levels, versions, features.
     first = await _until(lambda: _state(site, olga), 15, "the first reported state")
     assert (await _until(lambda: _has_reported(site, olga), 15, "reported"))["reported"]["features"]["coap"] is True
