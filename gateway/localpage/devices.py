@@ -20,37 +20,14 @@ class PageInputError(ValueError):
     """A form value the page refuses; the message names the field."""
 
 
-def ble_preview(adapter: Any, address: str) -> list[dict[str, Any]]:
-    """What the last advertisement heard from an unpaired device decodes to ([] for an encrypted one).
-
-    The BLE adapter keeps each device's last packet for de-duplication; it is decoded again here with no
-    key and no replay state, so the preview never changes what the adapter accepts.
-    """
-    from drivers.ble.advertisement import Advertisement
-    from drivers.ble.decode import decode
-    from drivers.ble.errors import BleDecodeError
-
-    last = getattr(adapter, "_last", {}).get(address)
-    fingerprint = getattr(last, "fingerprint", None)
-    if not isinstance(fingerprint, tuple) or len(fingerprint) != 2:
-        return []
-    try:
-        advert = Advertisement(address, None, None, dict(fingerprint[0]), dict(fingerprint[1]))
-        result = decode(advert)
-    except (BleDecodeError, TypeError, ValueError):
-        return []
-    if result is None:
-        return []
-    return [{"metric": m.metric, "value": m.value, "unit": m.unit or ""} for m in result.measurements]
-
-
 def nearby(adapters: list[Any]) -> list[dict[str, Any]]:
     """BLE devices heard but not paired (the adapter's ``pending()``), each with a decoded preview."""
     out: list[dict[str, Any]] = []
     for a in adapters:
         if getattr(a, "kind", None) == "ble" and hasattr(a, "pending"):
             for entry in a.pending():
-                out.append({**entry, "preview": ble_preview(a, str(entry.get("id", "")))})
+                preview = a.preview(str(entry.get("id", ""))) if hasattr(a, "preview") else []
+                out.append({**entry, "preview": preview})
     return out
 
 

@@ -338,6 +338,27 @@ class BleAdapter(Adapter):
         """Devices heard but not paired, most recently heard first."""
         return [h.as_entry() for h in sorted(self.heard_unpaired.values(), key=lambda h: -h.last_seen)]
 
+    def preview(self, address: str) -> list[dict[str, Any]]:
+        """What the last advertisement heard from ``address`` decodes to with no key ([] when encrypted).
+
+        Decoded again from the packet kept for de-duplication, with no replay state, so a preview never
+        changes what the adapter accepts (the local page shows it beside devices waiting to be paired).
+        """
+        from drivers.ble.advertisement import Advertisement
+        from drivers.ble.decode import decode
+        from drivers.ble.errors import BleDecodeError
+
+        last = self._last.get(address)
+        if last is None or len(last.fingerprint) != 2:
+            return []
+        try:
+            result = decode(Advertisement(address, None, None, dict(last.fingerprint[0]), dict(last.fingerprint[1])))
+        except (BleDecodeError, TypeError, ValueError):
+            return []
+        if result is None:
+            return []
+        return [{"metric": m.metric, "value": m.value, "unit": m.unit or ""} for m in result.measurements]
+
     def _note_unpaired(self, address: str, sensor: str, fmt: str, status: str) -> None:
         now = self._wall()
         entry = self.heard_unpaired.get(address)
