@@ -201,19 +201,26 @@ async def test_acknowledge_an_alert_and_edit_the_policies(tmp_path: Path) -> Non
         site.stop_all()
 
 
-def _client_call(site: Site, client_id: str, secret: str) -> int:
-    """Exchange an application's credentials for a token and read the readings with it: the HTTP status."""
+def _client_call(site: Site, client_id: str, secret: str, times: int = 1) -> int:
+    """Exchange an application's credentials for a token and read the readings with it ``times`` times in a row:
+    the HTTP status of the last call (a 429 stops the run and is returned with its Retry-After checked)."""
     form = urllib.parse.urlencode(
         {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
     ).encode()
     with urllib.request.urlopen(urllib.request.Request(site.base + "/oauth/token", data=form), timeout=10) as r:
         token = json.loads(r.read())["access_token"]
     req = urllib.request.Request(site.base + "/api/v1/readings?limit=5", headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    status = 0
+    for _ in range(times):
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status = int(r.status)
+        except urllib.error.HTTPError as exc:
+            status = int(exc.code)
+            if status == 429:
+                assert int(exc.headers["Retry-After"]) >= 1 and "RateLimit" in exc.headers, dict(exc.headers)
+                return status
+    return status
 
 
 async def test_register_an_api_client_see_its_usage_rotate_and_delete_it(tmp_path: Path) -> None:
@@ -234,6 +241,8 @@ async def test_register_an_api_client_see_its_usage_rotate_and_delete_it(tmp_pat
             client_id = await shown.get_attribute("data-secret-for") or ""
             secret = await page.locator("code[data-secret]").inner_text()
             assert await asyncio.to_thread(_client_call, site, client_id, secret) == 200
+            # Its plan is free (5 requests a second, 10 at once): a burst of 40 is throttled.
+            assert await asyncio.to_thread(_client_call, site, client_id, secret, 40) == 429
             await page.get_by_role("button", name="I have copied it").click()
             row = page.locator("tr[data-app='weather-feed']")
             await row.wait_for(timeout=15_000)
@@ -247,6 +256,14 @@ async def test_register_an_api_client_see_its_usage_rotate_and_delete_it(tmp_pat
                 return rows > 0
 
             await rig.until(counted, 30, "the application's call in the usage table")
+
+            async def throttled_shown() -> bool:
+                await page.get_by_role("button", name="Last day").click()
+                await page.get_by_role("button", name="Last hour").click()
+                cells = page.locator(f"tr[data-usage='GET /api/v1/readings']:has-text('{client_id}') td")
+                return await cells.count() >= 4 and int(await cells.nth(4).inner_text()) >= 1
+
+            await rig.until(throttled_shown, 30, "the throttled calls in the usage table")
             await con.shot("apps")
             # A new secret: the old one stops working.
             await page.get_by_role("button", name="Rotate the secret of weather-feed").click()
