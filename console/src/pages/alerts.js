@@ -41,7 +41,7 @@ export function AlertsPage() {
     ${alerts.loading && !alerts.data ? html`<${Loading} what="the alerts" />` : null}
     ${alerts.data && !items.length ? html`<p>No ${filter === "all" ? "" : filter + " "}alert.</p>` : null}
     ${items.length
-      ? html`<div class="scroll"><table class="list" aria-label="Alerts">
+      ? html`<div class="scroll" tabindex="0"><table class="list" aria-label="Alerts">
         <thead><tr><th scope="col">Alert</th><th scope="col">Gateway</th><th scope="col">State</th><th scope="col">Severity</th><th scope="col">Message</th><th scope="col">Value</th><th scope="col">Raised</th><th scope="col">Acknowledged</th><th scope="col"><span class="sr-only">Action</span></th></tr></thead>
         <tbody>${items.map((a) => html`<tr data-alert=${a.key} data-state=${stateOf(a)}>
           <th scope="row">${a.key}</th>

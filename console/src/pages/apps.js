@@ -104,7 +104,7 @@ function Usage() {
     <${ErrorNote} error=${usage.error} />
     ${usage.loading && !usage.data ? html`<${Loading} what="the usage" />` : null}
     ${usage.data && !items.length ? html`<p>No call in this range.</p>` : null}
-    ${items.length ? html`<div class="scroll"><table class="list" aria-label="Calls per client and endpoint">
+    ${items.length ? html`<div class="scroll" tabindex="0"><table class="list" aria-label="Calls per client and endpoint">
       <thead><tr><th scope="col">Client</th><th scope="col">Endpoint</th><th scope="col">Calls</th><th scope="col">4xx</th><th scope="col">5xx</th><th scope="col">Throttled</th><th scope="col">p50 ms</th><th scope="col">p95 ms</th><th scope="col">Last</th></tr></thead>
       <tbody>${items.map((u) => html`<tr data-usage=${u.endpoint}><th scope="row">${u.client}</th><td><code>${u.endpoint}</code></td><td>${u.calls}</td><td>${u.errors_4xx}</td><td>${u.errors_5xx}</td><td>${u.throttled}</td><td>${u.latency_p50_ms ?? "–"}</td><td>${u.latency_p95_ms ?? "–"}</td><td>${when(u.last)}</td></tr>`)}</tbody>
     </table></div>` : null}`;
@@ -127,7 +127,7 @@ export function AppsPage() {
     <section aria-labelledby="h-apps"><h2 id="h-apps">Applications</h2>
       ${apps.loading && !apps.data ? html`<${Loading} what="the applications" />` : null}
       ${apps.data && !items.length ? html`<p>No application yet.</p>` : null}
-      ${items.length ? html`<div class="scroll"><table class="list" aria-label="Applications">
+      ${items.length ? html`<div class="scroll" tabindex="0"><table class="list" aria-label="Applications">
         <thead><tr><th scope="col">Application</th><th scope="col">Scopes</th><th scope="col">Plan</th><th scope="col">Owner</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
         <tbody>${items.map((a) => html`<${AppRow} key=${a.id} app=${a} plans=${planItems} onChanged=${apps.reload} onSecret=${shown} />`)}</tbody>
       </table></div>` : null}

@@ -88,7 +88,7 @@ export function CampaignsPage() {
     <section aria-labelledby="h-campaigns"><h2 id="h-campaigns">Campaigns</h2>
       ${campaigns.loading && !campaigns.data ? html`<${Loading} what="the campaigns" />` : null}
       ${campaigns.data && !items.length ? html`<p>No campaign yet.</p>` : null}
-      ${items.length ? html`<div class="scroll"><table class="list" aria-label="Campaigns">
+      ${items.length ? html`<div class="scroll" tabindex="0"><table class="list" aria-label="Campaigns">
         <thead><tr><th scope="col">Campaign</th><th scope="col">Bundle</th><th scope="col">State</th><th scope="col">Stage</th><th scope="col">Started</th></tr></thead>
         <tbody>${items.map((c) => html`<tr data-campaign=${c.id} data-state=${c.state}>
           <th scope="row"><a href=${`#/campaigns/${enc(c.id)}`}>${c.id}</a></th><td>${c.bundle} (${c.version})</td>
@@ -138,7 +138,7 @@ export function CampaignPage({ id }) {
       </div>
       <h2>Progress</h2>
       <p>${Object.entries(d.summary || {}).map(([k, v]) => `${v} ${k}`).join(", ") || "no gateway"}</p>
-      <div class="scroll"><table class="list" aria-label="Progress per gateway">
+      <div class="scroll" tabindex="0"><table class="list" aria-label="Progress per gateway">
         <thead><tr><th scope="col">Gateway</th><th scope="col">Stage</th><th scope="col">Status</th><th scope="col">Why</th><th scope="col">Updated</th></tr></thead>
         <tbody>${(d.gateways || []).map((t) => html`<tr data-target=${t.gateway} data-status=${t.status}>
           <th scope="row"><a href=${`#/gateways/${enc(t.gateway)}`}>${t.gateway}</a></th><td>${t.stage + 1}</td><td>${t.status}</td><td>${t.reason || "–"}</td><td>${when(t.updated_at)}</td>

@@ -32,7 +32,7 @@ export function FleetPage() {
     ${fleet.loading && !fleet.data ? html`<${Loading} what="the gateways" />` : null}
     ${fleet.data && !items.length ? html`<p>No gateway yet: enroll one on the <a href="#/enroll">enrollment</a> page.</p>` : null}
     ${items.length
-      ? html`<div class="scroll"><table class="list">
+      ? html`<div class="scroll" tabindex="0"><table class="list">
           <thead><tr><th scope="col">Gateway</th><th scope="col">Status</th><th scope="col">Last seen</th><th scope="col">Version</th><th scope="col">Site / tags</th><th scope="col">Sensors</th></tr></thead>
           <tbody>
             ${items.map((g) => html`<tr data-gateway=${g.id}>

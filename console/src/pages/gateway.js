@@ -43,7 +43,7 @@ function useLatestReadings(gateway) {
 function Readings({ gateway }) {
   const rows = useLatestReadings(gateway);
   if (!rows.length) return html`<p>No reading in the last hour.</p>`;
-  return html`<div class="scroll"><table class="list" aria-label="Latest readings">
+  return html`<div class="scroll" tabindex="0"><table class="list" aria-label="Latest readings">
     <thead><tr><th scope="col">Sensor</th><th scope="col">Metric</th><th scope="col">Value</th><th scope="col">Unit</th><th scope="col">Time</th></tr></thead>
     <tbody>${rows.map((r) => html`<tr>
       <th scope="row">${r.sensor}</th>
@@ -124,7 +124,7 @@ function Commands({ gateway }) {
     ${last ? html`<div class="result" data-command-result=${last.status} aria-live="polite"><p><strong>${last.command}</strong>: ${last.status}</p><${CommandResult} rec=${last} /></div>` : null}
     <h3>Recent commands</h3>
     ${list.data?.items?.length
-      ? html`<div class="scroll"><table class="list" aria-label="Recent commands">
+      ? html`<div class="scroll" tabindex="0"><table class="list" aria-label="Recent commands">
           <thead><tr><th scope="col">Command</th><th scope="col">Status</th><th scope="col">By</th><th scope="col">Sent</th><th scope="col">Result</th></tr></thead>
           <tbody>${list.data.items.map((r) => html`<tr data-request=${r.request_id}>
             <th scope="row">${r.command}</th><td>${r.status}</td><td>${r.issued_by}</td><td>${when(r.issued_at)}</td>

@@ -74,7 +74,7 @@ export function PoliciesPage() {
       <${Diff} before=${active} after=${draft} />
     </section>
     <section aria-labelledby="h-history"><h2 id="h-history">History</h2>
-      ${history.data ? html`<div class="scroll"><table class="list" aria-label="Policy history">
+      ${history.data ? html`<div class="scroll" tabindex="0"><table class="list" aria-label="Policy history">
         <thead><tr><th scope="col">Version</th><th scope="col">By</th><th scope="col">When</th><th scope="col">Why</th><th scope="col">SHA-256</th></tr></thead>
         <tbody>${[...history.data.items].reverse().map((v) => html`<tr data-version=${v.version}><th scope="row">${v.version}</th><td>${v.by}</td><td>${when(v.at)}</td><td>${v.comment || "–"}</td><td><code>${v.sha256.slice(0, 12)}</code></td></tr>`)}</tbody>
       </table></div>` : html`<${ErrorNote} error=${history.error} />`}
