@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from cloud import api_models as models
+from cloud import rollups_api
 from cloud.authz import Authorizer, Principal
 from cloud.broker.base import MessageBroker
 from cloud.config import CloudConfig
@@ -39,6 +40,7 @@ from cloud.policy.authorizer import PolicyAuthorizer, subject_of
 from cloud.policy.errors import PolicyInvalid
 from cloud.policy.model import RequestContext
 from cloud.problems import install_problem_handlers
+from cloud.rollups import Resolution
 from cloud.stats import Stats
 from cloud.store import ReadingQuery, ReadingRow, Store
 from wire.discovery import WELL_KNOWN_PATH, Discovery
@@ -240,9 +242,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         until: Annotated[str | None, Query(description="RFC 3339 or epoch seconds, exclusive")] = None,
         limit: Annotated[int, limit_query(1000, MAX_LIMIT)] = 1000,
         cursor: CursorQuery = None,
+        resolution: Annotated[Resolution, Query(description="raw readings (default) or rollups: docs/api.md")] = "raw",
+        points: Annotated[int, Query(ge=1, le=100_000, description="For resolution=auto: buckets wanted")] = 300,
     ) -> JSONResponse:
         """Readings ordered by time then key, one page at a time (``next_cursor``, alias ``next``, is the cursor
-        of the next page)."""
+        of the next page); with ``resolution`` 1m, 1h or auto, one sensor's metric in time buckets."""
         query = ReadingQuery(
             tenant=_allow(request, caller, "read_readings", tenant),
             gateway=gateway,
@@ -253,6 +257,23 @@ def create_app(ctx: ApiContext) -> FastAPI:
             after=decode_cursor(cursor) if cursor else None,
             limit=limit + 1,
         )
+        chosen = rollups_api.resolve(resolution, points, query.since_us, query.until_us)
+        if chosen != "raw":
+            buckets, last = await rollups_api.page(
+                ctx.store,
+                resolution=chosen,
+                tenant=query.tenant,
+                gateway=gateway,
+                sensor=sensor,
+                metric=metric,
+                since_us=query.since_us,
+                until_us=query.until_us,
+                after=query.after,
+                limit=limit,
+                rfc3339=rfc3339,
+            )
+            following = encode_key(last) if last is not None else None
+            return JSONResponse({"items": buckets, "resolution": chosen, "next_cursor": following, "next": following})
         rows = await ctx.store.readings(query)
         page = rows[:limit]
         items = [

@@ -34,8 +34,21 @@ class Reading(Item):
     ts: str = Field(description="RFC 3339, UTC")
 
 
+class ReadingBucket(Item):
+    """One rollup bucket of a sensor's metric (``resolution`` 1m or 1h): numeric readings only."""
+
+    t: str = Field(description="The start of the bucket, RFC 3339, UTC")
+    min: float
+    max: float
+    avg: float
+    count: int = Field(description="Readings in the bucket")
+    last: float = Field(description="The bucket's latest value")
+    last_ts: str = Field(description="The time of last, RFC 3339, UTC")
+
+
 class ReadingsPage(Page):
-    items: list[Reading]
+    items: list[Reading | ReadingBucket] = Field(description="Readings, or rollup buckets with resolution 1m/1h")
+    resolution: str | None = Field(default=None, description="With resolution given: 1m or 1h (raw: absent)")
     next: str | None = Field(description="The same as next_cursor (the readings contract's name)")
 
 

@@ -1,8 +1,9 @@
 """The cloud's store: SQLite in WAL mode with ``synchronous=FULL``; one writer thread, one reader thread.
 
 Readings are keyed by (tenant, gateway, sensor, metric, ts in µs) and inserted with ``INSERT OR IGNORE``, so
-a pack sent again is stored once. A commit returns only once SQLite has fsynced it: the ingest acknowledges
-batches to gateways after that. Events (and the alert states they drive) are stored in the same commits,
+a pack sent again is stored once; numeric readings are also folded into 1-minute and 1-hour rollups
+in the same transaction (:mod:`cloud.rollups`). A commit returns only once SQLite has fsynced it: the ingest
+acknowledges batches to gateways after that. Events (and the alert states they drive) are stored in the same commits,
 once per (tenant, gateway, event id): :mod:`cloud.eventstore`.
 """
 
@@ -20,17 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cloud import eventstore
+from cloud import eventstore, rollups
 from cloud.errors import SchemaTooNew, StoreError
 from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
 from cloud.pagequery import page_where
+from cloud.rollups import Bucket, RollupQuery
 from wire.events import Event
 from wire.reading import Reading, Value
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE readings (
     tenant  TEXT NOT NULL,
@@ -132,8 +134,10 @@ class ReadingQuery:
 class Store:
     """The SQLite store; blocking work runs on its own writer and reader threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, rollups_enabled: bool = True) -> None:
         self.path = path
+        self.rollups_enabled = rollups_enabled
+        """False: numeric readings are not folded into rollups (bench/ingest_rollups.py's baseline)."""
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud-store-writer")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud-store-reader")
         self._local = threading.local()
@@ -168,12 +172,14 @@ class Store:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(self.path, version, SCHEMA_VERSION)
         if version < SCHEMA_VERSION:
-            script = _SCHEMA + eventstore.SCHEMA if version == 0 else _MIGRATE_1_TO_2
+            script = _SCHEMA + eventstore.SCHEMA if version == 0 else _MIGRATE_1_TO_2 if version == 1 else ""
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                # Schema 3 adds the rollups, computed from the readings already stored.
+                rollups.create(conn, backfill=version > 0)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -207,20 +213,11 @@ class Store:
         inserted: list[int] = []
         new_events: list[int] = []
         per_gw: dict[tuple[str, str], list[int]] = {}
+        folds = rollups.Folds() if self.rollups_enabled else None
         conn.execute("BEGIN IMMEDIATE")
         try:
             for pack in packs:
-                before = conn.total_changes
-                if pack.readings:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO readings (tenant, gateway, sensor, metric, ts_us, value, unit)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [
-                            (pack.tenant, pack.gateway, r.sensor, r.metric, r.ts_us, r.value, r.unit)
-                            for r in pack.readings
-                        ],
-                    )
-                n = conn.total_changes - before
+                n = rollups.insert(conn, pack.tenant, pack.gateway, pack.readings, folds)
                 inserted.append(n)
                 c = per_gw.setdefault((pack.tenant, pack.gateway), [0, 0, 0, 0, 0])
                 c[0] += n
@@ -233,6 +230,8 @@ class Store:
                 c = per_gw.setdefault((ev.tenant, ev.gateway), [0, 0, 0, 0, 0])
                 c[3] += 1 if ev.rejected else 0
                 c[4] += n
+            if folds is not None:
+                folds.write(conn)
             conn.executemany(_UPSERT_GATEWAY, [(t, g, now, *c) for (t, g), c in per_gw.items()])
             conn.execute("COMMIT")
         except BaseException:
@@ -297,6 +296,13 @@ class Store:
         """A page of readings in (ts, tenant, gateway, sensor, metric) order."""
         try:
             return await self._on(self._reader, self._readings, query)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: query failed: {exc}") from exc
+
+    async def rollups(self, query: RollupQuery) -> list[Bucket]:
+        """A page of rollup buckets of one series, in time order."""
+        try:
+            return await self._on(self._reader, lambda: rollups.select(self._conn(), query))
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: query failed: {exc}") from exc
 
