@@ -163,6 +163,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/coap_node.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/ingest_rollups.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
