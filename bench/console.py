@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from cloud.console import DIST  # noqa: E402
 from cloud.store import PackWrite, Store  # noqa: E402
+from tests.browser import CHROMIUM  # noqa: E402
 from tests.console import rig  # noqa: E402
 from tests.e2e.harness import Sensor  # noqa: E402
 from wire.reading import Reading  # noqa: E402
@@ -61,7 +62,7 @@ def pct(values: list[float], q: float) -> float:
 
 def ready() -> bool:
     """Whether Debian's chromium and a built console are here."""
-    return os.path.exists(rig.CHROMIUM) and os.path.isfile(DIST / "index.html")
+    return os.path.exists(CHROMIUM) and os.path.isfile(DIST / "index.html")
 
 
 async def main() -> int:

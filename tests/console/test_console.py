@@ -92,8 +92,10 @@ async def test_sign_in_see_the_gateway_come_online_and_its_value_change_live(tmp
             assert int(await chart.get_attribute("data-points") or 0) >= 2
             assert await page.locator("canvas").count() >= 1
             await page.get_by_role("button", name="Zoom in").click()
-            await page.get_by_role("button", name="7 days").click()
-            await chart.wait_for(timeout=15_000)
+            await page.get_by_role("button", name="7 days").click()  # over a day: from the cloud's rollups
+            await page.locator(".chart[data-resolution='1m']").wait_for(timeout=15_000)
+            assert int(await chart.get_attribute("data-points") or 0) >= 2
+            await page.get_by_text("from the cloud's rollups").wait_for(timeout=15_000)
             await con.axe("sensor")
             await con.shot("sensor-desktop")
 
