@@ -832,6 +832,23 @@ class IdentityDB:
             cur = conn.execute("UPDATE sessions SET revoked = ? WHERE id_hash = ? AND revoked IS NULL", (now, id_hash))
             return cur.rowcount == 1
 
+    def set_operator_role(self, username: str, role: str) -> bool:
+        """Change an operator's role (one made from an external OpenID provider); False when there is none."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE operators SET role = ? WHERE username = ?", (role, username))
+            return cur.rowcount == 1
+
+    def set_client_secret(self, client_id: str, secret_hash: str) -> bool:
+        """Replace an API client's secret (the old one stops working at once); False when there is no such client."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE clients SET secret_hash = ? WHERE client_id = ?", (secret_hash, client_id))
+            return cur.rowcount == 1
+
+    def delete_client(self, client_id: str) -> bool:
+        """Forget an API client; False when there was none."""
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM clients WHERE client_id = ?", (client_id,)).rowcount == 1
+
     def set_operator_disabled(self, username: str, when: float | None) -> bool:
         """Disable (``when``) or enable (None) an operator; False when there is no such operator."""
         with self._tx() as conn:

@@ -283,7 +283,7 @@ class RelyingParty:
         if found.disabled is not None:
             raise RpError(403, f"operator {who.username!r} is disabled on this cloud")
         if found.role != who.role:
-            self.store.set_operator_role(who.username, who.role)
+            db.set_operator_role(who.username, who.role)
             _LOGGER.info(
                 "operator %s of tenant %s: role %s -> %s (from %s)",
                 who.username,

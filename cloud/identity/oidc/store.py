@@ -294,12 +294,6 @@ class OidcStore:
             conn.execute("DELETE FROM oidc_codes WHERE expires < ?", (now - 86400,))
             conn.execute("DELETE FROM oidc_logins WHERE expires < ?", (now,))
 
-    def set_operator_role(self, username: str, role: str) -> bool:
-        """Give an operator made from an external provider the role its provider now says (operators table)."""
-        with self._tx() as conn:
-            cur = conn.execute("UPDATE operators SET role = ? WHERE username = ?", (role, username))
-            return cur.rowcount == 1
-
     # -- sign-ins waiting at an external provider --------------------------------------------------------------
 
     def add_login(self, row: LoginRow) -> None:

@@ -23,7 +23,6 @@ import pytest
 from cloud.config import load, loads
 from cloud.identity import admin
 from cloud.identity.oidc.relying_party import EXTERNAL_PREFIX
-from cloud.identity.oidc.store import OidcStore
 from cloud.server import CloudServer
 from tests.cloud.helpers import BASE_CONFIG
 from tests.cloud.identity.conftest import IDENTITY_CONFIG, OPERATOR_PASSWORD, identity_of
@@ -137,7 +136,7 @@ async def test_operators_sign_in_at_the_external_provider_and_get_this_clouds_to
                                                                    "password": OPERATOR_PASSWORD})  # fmt: skip
         assert r.status_code == 403 and "sign-in provider" in r.text
     # Signing in again (another browser) finds the same operator, with the role the provider says now.
-    OidcStore(identity_of(pair.idp).db.path).set_operator_role("alice", "operator")
+    identity_of(pair.idp).db.set_operator_role("alice", "operator")
     async with httpx.AsyncClient(timeout=10.0) as other:
         r, req = await _sign_in_through(pair, other, "alice")
         assert r.status_code == 302 and "code=" in r.headers["location"]
