@@ -80,6 +80,21 @@ deps:
 	    && echo "installed $$pkgs"; \
 	  else echo "note: mmdebstrap, mtools or qemu is not installed and this is not root: the image build and boot tests will be skipped"; fi; \
 	fi
+	@# Data at scale (issue 11): PostgreSQL 15 and haproxy; tests start their own server and proxy, so the
+	@# packages' services are kept from starting (policy-rc.d) and disabled where systemd runs.
+	@if [ ! -x /usr/lib/postgresql/15/bin/pg_ctl ] || ! command -v haproxy >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    pkgs="postgresql-15 postgresql-client-15 haproxy"; \
+	    own_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+	      chmod 755 /usr/sbin/policy-rc.d; own_policy=1; fi; \
+	    (apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) \
+	    && echo "installed $$pkgs (their services are not started)"; \
+	    if [ -n "$$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+	      systemctl disable --now postgresql haproxy >/dev/null 2>&1 || true; fi; \
+	  else echo "note: PostgreSQL 15 or haproxy is not installed and this is not root: the PostgreSQL and scale-out tests will be skipped"; fi; \
+	fi
 	@# RabbitMQ: the package's own service must not start (nor stay running): a temporary policy-rc.d denies
 	@# service starts during the install, systemd (where there is one) gets it disabled, and a node that runs anyway is stopped.
 	@if ! ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1; then \
