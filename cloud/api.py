@@ -42,7 +42,8 @@ from cloud.policy.model import RequestContext
 from cloud.problems import install_problem_handlers
 from cloud.rollups import Resolution
 from cloud.stats import Stats
-from cloud.store import ReadingQuery, ReadingRow, Store
+from cloud.store import ReadingQuery, ReadingRow
+from cloud.store_api import ReadingStore
 from wire.discovery import WELL_KNOWN_PATH, Discovery
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class ApiContext:
     """What the API reads from."""
 
     config: CloudConfig
-    store: Store
+    store: ReadingStore
     stats: Stats
     authorizer: Authorizer
     broker: MessageBroker

@@ -27,7 +27,7 @@ from cloud.errors import ApiError
 from cloud.eventstore import AlertQuery, AlertRow, EventQuery, EventRow
 from cloud.openapi_doc import problem_responses
 from cloud.paging import CursorQuery, fetch_page, limit_query, page_body
-from cloud.store import Store
+from cloud.store_api import ReadingStore
 from wire.events import KINDS
 
 TenantParam = Annotated[str | None, Query(description="The tenant (default: the caller's)")]
@@ -86,7 +86,7 @@ def _who(caller: Any) -> str:
     return "anonymous" if caller is None else f"{caller.kind}:{caller.tenant}/{caller.id}"
 
 
-def events_router(store: Store) -> APIRouter:
+def events_router(store: ReadingStore) -> APIRouter:
     """The router over the store's events and alerts."""
     router = APIRouter()
 

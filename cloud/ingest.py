@@ -21,7 +21,8 @@ from cloud.broker.base import MessageBroker, Presence, Received
 from cloud.config import IngestSection
 from cloud.errors import StoreError
 from cloud.stats import Stats
-from cloud.store import EventWrite, PackWrite, Store
+from cloud.store import EventWrite, PackWrite
+from cloud.store_api import ReadingStore
 from wire import envelopes, senml, topics
 from wire import events as wire_events
 from wire.errors import PayloadError
@@ -78,7 +79,7 @@ class Ingest:
     def __init__(
         self,
         broker: MessageBroker,
-        store: Store,
+        store: ReadingStore,
         stats: Stats,
         config: IngestSection,
         *,

@@ -7,7 +7,7 @@ from typing import Any
 
 from cloud.errors import ApiError
 from cloud.rollups import Bucket, Resolution, RollupQuery, choose
-from cloud.store import Store
+from cloud.store_api import ReadingStore
 
 
 def resolve(resolution: Resolution, points: int, since_us: int | None, until_us: int | None) -> str:
@@ -39,7 +39,7 @@ def item(b: Bucket, rfc3339: Callable[[int], str]) -> dict[str, Any]:
 
 
 async def page(
-    store: Store,
+    store: ReadingStore,
     *,
     resolution: str,
     tenant: str | None,
