@@ -175,6 +175,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/zigbee.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/localpage.py
 	$(BIN)/python bench/coap_node.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/api.py
