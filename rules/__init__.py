@@ -1,8 +1,9 @@
 """The rule language and engine (pure: readings in, alerts, commands and derived readings out).
 
 Rules are data: a TOML file (``docs/rules.md`` is the language reference, ``examples/rules/`` has
-examples). This package imports nothing of Roost's but ``wire``; the gateway runs it (and later the
-cloud). Everything is single-threaded: call the engine from one thread (the gateway's event loop).
+examples). This package imports nothing of Roost's but ``wire``; the gateway runs it, and the cloud
+runs it over the ingest stream for rules that span gateways (:mod:`cloud.cloudrules`). Everything is
+single-threaded: call the engine from one thread (the gateway's event loop, the cloud's rules thread).
 
 Loading::
 
@@ -17,7 +18,7 @@ first problem, and ``.others`` for the problems of the other rules of the file.
 Running::
 
     engine = rules.Engine(ruleset, *, scheduler=None, now=None, sink=None, tags=None,
-                          limits=None, max_future=None)
+                          limits=None, max_future=None, tag_source=None)
 
 - ``scheduler``: a reactivex scheduler whose clock drives timers (windows closing, absence,
   "for at least T") when no reading comes: ``TestScheduler``/``HistoricalScheduler`` in tests and
@@ -28,6 +29,8 @@ Running::
   batches are also emitted on ``engine.outputs``, a reactivex ``Observable[list[Output]]``.
 - ``tags``: ``{sensor id: {tag: value}}`` the gateway knows (merged over the file's ``[tags]``);
   :meth:`Engine.set_tags` replaces them.
+- ``tag_source``: ``(sensor id) -> {tag: value}``, asked once per sensor (the cloud derives a
+  sensor's tags from its gateway's site and tags); :meth:`Engine.refresh_tags` forgets the answers.
 - ``limits``: :class:`Limits` (memory caps: subjects per rule, items per window, ...).
 - ``max_future``: ignore, for the clock, reading timestamps more than this many seconds ahead of
   ``now()`` (a sensor with a wrong clock must not close everyone's windows).
@@ -38,6 +41,7 @@ Methods::
     engine.shape(readings: Sequence[Reading]) -> list[Reading]  # uplink shaping: what the buffer keeps
     engine.advance(now: float | None = None) -> None         # let time pass (timers call it)
     engine.reload(ruleset) -> ReloadReport(added, removed, changed, kept)
+    engine.refresh_tags() -> None                            # tag_source changed: look tags up again
     engine.stats() -> dict[str, RuleStats]                   # per rule: events_in, outputs, errors,
                                                              # last_error, late, skipped, overflow,
                                                              # shaped_out, active_alerts, disabled

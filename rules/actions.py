@@ -6,7 +6,8 @@ and the event's ``key`` is ``{rule}/{subject}``. Other actions fire on the signa
 ``when`` (``raise`` by default for commands and annotations, ``sample`` for derived readings).
 
 Messages, command targets and derived names are templates over ``{rule} {sensor} {metric} {value}
-{unit} {state} {severity} {key} {time}``; format specs work (``{value:.1f}``).
+{unit} {state} {severity} {key} {time} {subject}``; format specs work (``{value:.1f}``). An alert of
+a rule grouped by a tag (``group_by = "tag:site"``) carries ``data = {"group": {"site": value}}``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rules import model
 from rules.conditions import Signal
 from rules.outputs import AlertOut, AnnotationOut, CommandOut, DerivedOut, Output
 from rules.stage import Stage
-from rules.subjects import alert_key
+from rules.subjects import alert_key, subject_name
 from wire.events import MAX_TEXT, Event
 from wire.names import check_metric, check_sensor
 from wire.reading import Reading, Value
@@ -61,6 +62,7 @@ class _Template:
             "severity": severity,
             "key": alert_key(rule, key),
             "time": datetime.fromtimestamp(s[3], UTC).isoformat().replace("+00:00", "Z"),
+            "subject": subject_name(key),
         }
         try:
             return self.text.format_map(fields)
@@ -78,7 +80,7 @@ class _Loose(str):
         return str(self)
 
 
-def _alert(rule: str, a: model.AlertAction) -> Handler:
+def _alert(rule: str, a: model.AlertAction, group: str | None = None) -> Handler:
     raised, cleared = _Template(a.message), _Template(a.clear_message or a.message)
     severity = a.severity
 
@@ -100,6 +102,7 @@ def _alert(rule: str, a: model.AlertAction) -> Handler:
                     sensor=s[0],
                     metric=s[1],
                     value=_event_value(s[2]),
+                    data={} if group is None else {"group": {group: subject_name(key)}},
                 )
             )
         )
@@ -177,7 +180,7 @@ class ActionStage(Stage):
         self.handlers: list[Handler] = []
         for a in rule.actions:
             if isinstance(a, model.AlertAction):
-                self.handlers.append(_alert(rule.name, a))
+                self.handlers.append(_alert(rule.name, a, model.group_tag(rule.group_by)))
             elif isinstance(a, model.CommandAction):
                 self.handlers.append(_command(rule.name, a))
             elif isinstance(a, model.DeriveAction):

@@ -3,7 +3,8 @@
 Windows keep the values of each pane in a plain list (one ``append`` per reading, the cheapest
 thing Python does per event) and aggregate the list when the window closes, with builtins that run
 at C speed (``sum``, ``min``, ``max``, ``sorted``). ``last`` and ``rate`` also need the timestamps;
-the window keeps them only for those two (:func:`needs_ts`).
+the window keeps them only for those two (:func:`needs_ts`). ``count_distinct`` is fed the readings'
+sensor ids instead of their values (:func:`counts_sensors`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ AggFn = Callable[[Values, Stamps], float]
 def needs_ts(agg: Aggregate) -> bool:
     """Whether ``agg`` needs the readings' timestamps (``last`` and ``rate`` do)."""
     return agg.fn in ("last", "rate")
+
+
+def counts_sensors(agg: Aggregate) -> bool:
+    """Whether ``agg`` counts distinct sensors (its window keeps sensor ids, not values)."""
+    return agg.fn == "count_distinct"
 
 
 def percentile(values: Values, q: float) -> float:
@@ -72,6 +78,8 @@ def function(agg: Aggregate) -> AggFn:
         return lambda v, _t: float(math.fsum(v))
     if fn == "count":
         return lambda v, _t: float(len(v))
+    if fn == "count_distinct":  # the window holds sensor ids (see rules.windows): how many sensors
+        return lambda v, _t: float(len(set(v)))
     if fn == "last":
         return _last
     if fn == "rate":

@@ -75,14 +75,17 @@ class RuleStats:
 class Selection:
     """A rule's selector as fast predicates over sensor ids, metrics and sensor tags."""
 
-    def __init__(self, select: model.Selector) -> None:
+    def __init__(self, select: model.Selector, group_by: str = "sensor") -> None:
         self.sensor = matcher(select.sensors)
         self.metric = matcher(select.metrics)
         self.tags = select.tags
+        self.group_tag = model.group_tag(group_by)  # grouped by a tag: sensors without it are not selected
 
     def matches(self, sensor: str, metric: str, tags: Tags) -> bool:
         """Whether a reading of ``sensor``/``metric`` (whose sensor has ``tags``) is selected."""
         if not (self.sensor(sensor) and self.metric(metric)):
+            return False
+        if self.group_tag is not None and not tags.get(self.group_tag):
             return False
         return all(tags.get(k) == v for k, v in self.tags)
 
@@ -90,18 +93,24 @@ class Selection:
 class CompiledRule:
     """A processing rule's pipeline and state."""
 
-    def __init__(self, rule: model.Rule, limits: Limits, emit: Callable[[list[Output]], None]) -> None:
+    def __init__(
+        self,
+        rule: model.Rule,
+        limits: Limits,
+        emit: Callable[[list[Output]], None],
+        tags_of: Callable[[str], Tags] | None = None,
+    ) -> None:
         self.rule = rule
         self.name = rule.name
         self.digest = rule.digest()
         self.stats = RuleStats()
         self.limits = limits
-        self.selection = Selection(rule.select)
+        self.selection = Selection(rule.select, rule.group_by)
         self.buf: list[Reading] = []  # this batch's share, filled by the engine's router
         self.due = math.inf
         self.reported = False  # whether the engine has reported this rule's first error
         self._emit = emit
-        key = key_function(rule.group_by)
+        key = key_function(rule.group_by, tags_of)
         actions = ActionStage(rule)
         samples = any(getattr(a, "when", "") == "sample" for a in rule.actions)
         self.window: Stage | None = None
@@ -252,7 +261,7 @@ class ShapingRule:
 
 def _expected(rule: model.Rule) -> list[tuple[Hashable, Reading]]:
     """Subjects an absence rule expects from the start: those its selector names exactly (no glob, no tags)."""
-    if not isinstance(rule.condition, model.Absence) or rule.select.tags:
+    if not isinstance(rule.condition, model.Absence) or rule.select.tags or model.group_tag(rule.group_by):
         return []
     sensors = exact_only(rule.select.sensors)
     metrics = exact_only(rule.select.metrics)

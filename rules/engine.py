@@ -55,6 +55,8 @@ class ReloadReport:
 
 Sink = Callable[[Sequence[Output]], None]
 TagMap = Mapping[str, Mapping[str, str]]
+TagSource = Callable[[str], Mapping[str, str]]
+"""A sensor's tags, asked once per sensor (then cached until :meth:`Engine.refresh_tags`)."""
 
 
 class Engine:
@@ -70,8 +72,10 @@ class Engine:
         tags: TagMap | None = None,
         limits: Limits | None = None,
         max_future: float | None = None,
+        tag_source: TagSource | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self._tag_source = tag_source
         self._scheduler = scheduler
         if now is None and scheduler is not None:
             sched = scheduler
@@ -112,7 +116,7 @@ class Engine:
             if r.is_shaping:
                 shaping.append(keep_shape.get(r.name) or ShapingRule(r, self.limits))
             else:
-                rules.append(keep_proc.get(r.name) or CompiledRule(r, self.limits, self._pending.extend))
+                rules.append(keep_proc.get(r.name) or CompiledRule(r, self.limits, self._pending.extend, self._tags_of))
         by_name = ruleset.by_name()
         for c in rules:
             c.rule = by_name[c.name]  # a kept rule: same definition, maybe a new line or description
@@ -133,6 +137,8 @@ class Engine:
             for test, t in self._tag_rules:
                 if test(sensor):
                     tags.update(t)
+            if self._tag_source is not None:
+                tags.update(self._tag_source(sensor))
             tags.update(self._extra_tags.get(sensor, {}))
             if len(self._tag_cache) >= self.limits.max_routes:
                 self._tag_cache.clear()
@@ -142,6 +148,10 @@ class Engine:
     def set_tags(self, tags: TagMap) -> None:
         """Replace the sensor tags the gateway knows (its paired-sensor registry); selection follows at once."""
         self._extra_tags = {k: dict(v) for k, v in tags.items()}
+        self.refresh_tags()
+
+    def refresh_tags(self) -> None:
+        """Forget the tags looked up so far (``tag_source`` changed its answers): selection follows at once."""
         self._tag_cache.clear()
         self._route.clear()
         self._shape_route.clear()

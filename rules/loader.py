@@ -37,7 +37,8 @@ from wire.reading import Value
 RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ACTION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 GLOB_CHARS = frozenset("*?[")
-TEMPLATE_FIELDS = ("rule", "sensor", "metric", "value", "unit", "state", "severity", "key", "time")
+TEMPLATE_FIELDS = ("rule", "sensor", "metric", "value", "unit", "state", "severity", "key", "time", "subject")
+TAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 MAX_RULES = 10_000
@@ -489,6 +490,37 @@ def _shape(t: _Table) -> model.Shape:
     return shape
 
 
+def _group_by(t: _Table) -> str:
+    """``sensor`` (default), ``series``, ``all`` or ``tag:{name}``."""
+    value = t.raw("group_by")
+    if value is None:
+        return "sensor"
+    allowed = "sensor, series, all or tag:NAME (e.g. tag:site)"
+    if not isinstance(value, str):
+        t.fail("group_by", f"must be a string: {allowed}")
+    tag = model.group_tag(value)
+    if tag is None:
+        if value not in model.GROUP_BY:
+            t.fail("group_by", f"{value!r} is not allowed: must be {allowed}")
+        return value
+    if not tag:
+        t.fail("group_by", 'names no tag: write e.g. "tag:site"')
+    if tag == "name":
+        t.fail("group_by", "'name' is reserved for rules: no sensor has a tag called 'name'")
+    if not TAG_NAME.fullmatch(tag):
+        t.fail("group_by", f"{tag!r} is not a tag name: a letter or digit, then only A-Z a-z 0-9 . _ - (at most 64)")
+    return value
+
+
+def _check_count_distinct(t: _Table, window: model.Window | None, group_by: str) -> None:
+    """count_distinct counts the sensors of a group in a time window: it needs both."""
+    if window is not None and window.kind not in ("tumbling", "sliding"):
+        t.fail("window", "count_distinct counts sensors over time: use a tumbling or sliding window")
+    if group_by in ("sensor", "series"):
+        t.fail("group_by", f"count_distinct counts the sensors of a group: with group_by = {group_by!r} it is always 1"
+               ' (use "tag:NAME" or "all")')  # fmt: skip
+
+
 def _rule(ctx: _Ctx, data: Any, name: str) -> model.Rule:
     t = _Table(ctx, data, ())
     if not RULE_NAME.fullmatch(name):
@@ -496,7 +528,7 @@ def _rule(ctx: _Ctx, data: Any, name: str) -> model.Rule:
     t.used.add("name")
     description = t.str_("description", "")
     enabled = t.boolean("enabled", True)
-    group_by = t.choice("group_by", model.GROUP_BY, "sensor")
+    group_by = _group_by(t)
     select_t = t.table("select")
     if select_t is None:
         t.fail("select", "is required: which readings the rule sees (sensor, metric, tags, value)")
@@ -512,7 +544,7 @@ def _rule(ctx: _Ctx, data: Any, name: str) -> model.Rule:
             name=name,
             description=description,
             enabled=enabled,
-            group_by=group_by,  # type: ignore[arg-type]
+            group_by=group_by,
             select=select,
             shape=_shape(shape_t),
             file=ctx.file,
@@ -525,6 +557,8 @@ def _rule(ctx: _Ctx, data: Any, name: str) -> model.Rule:
         t.fail("aggregate", "a window needs an aggregate (fn = avg, min, max, sum, count, last, rate, percentile)")
     if aggregate is not None and window is None:
         t.fail("window", "an aggregate needs a window (tumbling, sliding, count or session)")
+    if aggregate is not None and aggregate.fn == "count_distinct":
+        _check_count_distinct(t, window, group_by)
     condition = None if cond_t is None else _condition(cond_t)
     if isinstance(condition, model.Absence) and window is not None:
         t.fail("window", "an absence condition looks at raw readings: remove the window")
@@ -545,7 +579,7 @@ def _rule(ctx: _Ctx, data: Any, name: str) -> model.Rule:
         name=name,
         description=description,
         enabled=enabled,
-        group_by=group_by,  # type: ignore[arg-type]
+        group_by=group_by,
         select=select,
         window=window,
         aggregate=aggregate,

@@ -15,16 +15,25 @@ from typing import Any, Literal
 
 from wire.reading import Value
 
-GroupBy = Literal["sensor", "series", "all"]
+GroupBy = str
+"""``sensor``, ``series``, ``all``, or ``tag:{name}`` (one subject per value of that sensor tag)."""
 GROUP_BY: tuple[str, ...] = ("sensor", "series", "all")
+TAG_PREFIX = "tag:"
 WindowKind = Literal["tumbling", "sliding", "count", "session"]
 WINDOW_KINDS: tuple[str, ...] = ("tumbling", "sliding", "count", "session")
-AggregateFn = Literal["avg", "min", "max", "sum", "count", "last", "rate", "percentile"]
-AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "last", "rate", "percentile")
+AggregateFn = Literal["avg", "min", "max", "sum", "count", "last", "rate", "percentile", "count_distinct"]
+AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "last", "rate", "percentile", "count_distinct")
 Severity = Literal["info", "warning", "critical"]
 When = Literal["raise", "clear", "sample"]
 Direction = Literal["up", "down", "any"]
 STATS: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "last")
+
+
+def group_tag(group_by: str) -> str | None:
+    """The tag name a ``tag:{name}`` grouping groups by; None for sensor, series and all."""
+    return group_by[len(TAG_PREFIX) :] if group_by.startswith(TAG_PREFIX) else None
+
+
 DEFAULT_ALERT_MESSAGE = "{rule}: {sensor} {metric} {value} {unit}"
 
 

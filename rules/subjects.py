@@ -5,7 +5,9 @@ condition state and alert de-duplication (the alert key is ``{rule}/{subject}``)
 
 - ``sensor`` (default): one subject per sensor id; key ``{rule}/{sensor}``;
 - ``series``: one per sensor and metric; key ``{rule}/{sensor}:{metric}``;
-- ``all``: one subject for the whole rule; key ``{rule}``.
+- ``all``: one subject for the whole rule; key ``{rule}``;
+- ``tag:{name}``: one per value of the sensor tag ``name`` (sensors without it are not selected);
+  key ``{rule}/{value}`` (e.g. ``site-freezers/shop-12`` with ``tag:site``).
 
 Every per-subject map in the engine is capped by :class:`Limits` (memory stays bounded whatever
 the sensors send); what a cap turns away is counted in the rule's stats, never silent.
@@ -13,12 +15,14 @@ the sensors send); what a cap turns away is counted in the rule's stats, never s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
+from rules.model import group_tag
 from wire.reading import Reading
 
 KeyFn = Callable[[Reading], Hashable]
+TagsOf = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,8 +55,21 @@ def _all(_r: Reading) -> Hashable:
     return ""
 
 
-def key_function(group_by: str) -> KeyFn:
-    """The function giving a reading's subject key (a str, a (sensor, metric) tuple, or "")."""
+def key_function(group_by: str, tags_of: TagsOf | None = None) -> KeyFn:
+    """The function giving a reading's subject key (a str, a (sensor, metric) tuple, or "").
+
+    ``tags_of`` gives a sensor's tags; a ``tag:{name}`` grouping needs it (the key is the tag's value).
+    """
+    tag = group_tag(group_by)
+    if tag is not None:
+        if tags_of is None:
+            raise ValueError(f"group_by {group_by!r} needs the sensors' tags")
+        get_tags = tags_of
+
+        def by_tag(r: Reading) -> Hashable:
+            return get_tags(r[0]).get(tag, "")
+
+        return by_tag
     return {"sensor": _by_sensor, "series": _by_series}.get(group_by, _all)
 
 

@@ -13,6 +13,11 @@ Tumbling and sliding windows share one implementation: readings go into *panes* 
 seconds (tumbling: ``every == size``), and a window is the ``size / every`` panes that end at its
 end. Panes are aligned to the Unix epoch, so a 1 h window is an hour of the clock.
 
+``count_distinct`` (tumbling and sliding windows only) keeps each reading's sensor id instead of its
+value and counts the distinct ones. Unlike the other aggregates it also says when a subject's count
+fell to nothing: the first window after the last one that held readings is emitted with 0, so a
+condition on it ("more than three gateways offline") clears.
+
 Memory: per subject, the open panes (or count window, or sessions) with at most
 ``Limits.max_window_items`` values each; subjects are capped by ``Limits.max_subjects`` (the
 oldest is evicted and its open windows are lost, counted as ``overflow``).
@@ -25,7 +30,7 @@ import math
 from collections.abc import Hashable
 from typing import Any
 
-from rules.aggregates import AggFn, function, needs_ts
+from rules.aggregates import AggFn, counts_sensors, function, needs_ts
 from rules.model import Aggregate, Window
 from rules.stage import Stage
 from rules.subjects import KeyFn, Limits
@@ -42,9 +47,13 @@ class TimeWindows(Stage):
         self.lateness = window.allowed_lateness
         self.fn: AggFn = function(agg)
         self.with_ts = needs_ts(agg)
-        self.numeric = agg.fn != "count"
+        self.distinct = counts_sensors(agg)
+        self.pick = 0 if self.distinct else 2  # the field of a reading the window keeps: sensor id or value
+        self.numeric = agg.fn not in ("count", "count_distinct")
         self.key = key
         self.limits = limits
+        # count_distinct: subject -> (index of the first empty window after its readings, its last reading)
+        self.zeros: dict[Hashable, tuple[int, Reading]] = {}
         # subject -> [panes: {pane index: values}, ts panes: {pane index: timestamps} or None, last reading]
         self.groups: dict[Hashable, list[Any]] = {}
         self.closed = -math.inf  # every window ending at or before this pane index has been emitted
@@ -60,8 +69,9 @@ class TimeWindows(Stage):
     def _add(self, items: list[Reading]) -> None:
         every, oldest_open, key = self.every, self.closed - self.k + 2, self.key
         groups, cap, numeric, with_ts = self.groups, self.limits.max_window_items, self.numeric, self.with_ts
+        pick, zeros = self.pick, self.zeros
         for r in items:
-            v = r[2]
+            v = r[pick]
             if numeric and v.__class__ is str:
                 self.skipped += 1
                 continue
@@ -76,6 +86,8 @@ class TimeWindows(Stage):
                     del groups[next(iter(groups))]
                     self.overflow += 1
                 g = groups[k] = [{}, {} if with_ts else None, r]
+                if zeros and k in zeros and p <= zeros[k][0]:  # that window is not empty after all
+                    del zeros[k]
             g[2] = r
             vals = g[0].get(p)
             if vals is None:
@@ -124,11 +136,25 @@ class TimeWindows(Stage):
                         del tpanes[q]
                 if not panes:
                     empty.append(gk)
+                    if self.distinct and ends:
+                        self.zeros[gk] = (ends[-1] + 1, last)
             for gk in empty:
                 del self.groups[gk]
+            if self.zeros:
+                self._zeros(c_new, out)
             self.closed = c_new
         # the next window end after the closed ones: nothing is due before it
-        self.due = (self.closed + 2) * self.every + self.lateness if self.groups else math.inf
+        self.due = (self.closed + 2) * self.every + self.lateness if self.groups or self.zeros else math.inf
+
+    def _zeros(self, c_new: int, out: list[Reading]) -> None:
+        # count_distinct: the first empty window after a subject's readings counts 0, once
+        every = self.every
+        for gk, (p, last) in list(self.zeros.items()):
+            if p <= c_new and gk not in self.groups:
+                out.append(Reading(last[0], last[1], 0.0, (p + 1) * every, last[4]))
+                del self.zeros[gk]
+            elif p <= c_new:
+                del self.zeros[gk]
 
 
 class CountWindows(Stage):
