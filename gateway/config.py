@@ -71,7 +71,17 @@ class CloudSection:
 
     url: str = doc("Cloud base URL; the gateway reads /.well-known/roost there", default="http://127.0.0.1:8080")
     mqtt_url: str = doc("MQTT URL (wss://, ws://, mqtt://, mqtts://) overriding the discovery document", default="")
+    mqtt_urls: tuple[str, ...] = doc(
+        "Several MQTT URLs (one per broker node) overriding the discovery document; the gateway starts at a random "
+        "one and moves to the next when a connection fails or drops (instead of mqtt_url)",
+        default=(),
+    )
     transport: Transport = doc("auto: what the discovery document names (MQTT over WebSockets)", default="auto")
+    subscribe_qos: int | None = doc(
+        "QoS of the gateway's subscriptions (acks, commands, desired state): 0 or 1; none = what the discovery "
+        "document says, else 1 (a RabbitMQ cluster asks for 0, so a gateway can move to another node at once)",
+        default=None,
+    )
     ca_file: Path | None = doc("PEM CA certificate to pin for TLS (wss, mqtts); none = system CAs", default=None)
     username: str = doc("MQTT username; empty means the gateway id", default="")
     password_file: Path | None = doc("File holding the MQTT password (mode 0600); none = no password", default=None)
@@ -85,11 +95,15 @@ class CloudSection:
             raise ConfigValueError("url", f"{self.url!r} must start with http:// or https://")
         _check_url("url", self.url)
         if self.mqtt_url:
-            if not self.mqtt_url.startswith(("ws://", "wss://", "mqtt://", "mqtts://")):
-                raise ConfigValueError(
-                    "mqtt_url", f"{self.mqtt_url!r} must start with ws://, wss://, mqtt:// or mqtts://"
-                )
-            _check_url("mqtt_url", self.mqtt_url)
+            _check_mqtt_url("mqtt_url", self.mqtt_url)
+        if self.mqtt_url and self.mqtt_urls:
+            raise ConfigValueError("mqtt_urls", "give mqtt_url (one broker) or mqtt_urls (several), not both")
+        for i, url in enumerate(self.mqtt_urls):
+            _check_mqtt_url(f"mqtt_urls[{i}]", url)
+            if url in self.mqtt_urls[:i]:
+                raise ConfigValueError(f"mqtt_urls[{i}]", f"{url!r} is listed twice")
+        if self.subscribe_qos not in (None, 0, 1):
+            raise ConfigValueError("subscribe_qos", f"{self.subscribe_qos!r} must be 0 or 1")
         if not 5 <= self.keepalive_s <= 3600:
             raise ConfigValueError("keepalive_s", "must be between 5 and 3600")
         if self.connect_timeout_s <= 0:
@@ -98,6 +112,11 @@ class CloudSection:
             raise ConfigValueError("backoff_initial_s", "must be greater than 0")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigValueError("backoff_max_s", "must be at least backoff_initial_s")
+
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """The MQTT URLs set in this file (``mqtt_url`` as a list of one), or () to use the discovery document."""
+        return self.mqtt_urls or ((self.mqtt_url,) if self.mqtt_url else ())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -295,6 +314,12 @@ def _check_url(key: str, url: str) -> None:
         raise ConfigValueError(key, f"{url!r} names no host")
     if port == 0:
         raise ConfigValueError(key, f"{url!r}: port must be between 1 and 65535")
+
+
+def _check_mqtt_url(key: str, url: str) -> None:
+    if not url.startswith(("ws://", "wss://", "mqtt://", "mqtts://")):
+        raise ConfigValueError(key, f"{url!r} must start with ws://, wss://, mqtt:// or mqtts://")
+    _check_url(key, url)
 
 
 def _checked(key: str, check: object, value: str) -> None:

@@ -18,8 +18,15 @@ class Discovery(TypedDict):
     """MQTT over WebSockets, ``ws(s)://host:port/mqtt``."""
     api_url: str
     """Base URL of the HTTP API (``.../api/v1``)."""
+    mqtt_ws_urls: NotRequired[list[str]]
+    """Every broker node's MQTT over WebSockets URL, where there are several (gateways spread and fail over)."""
     mqtt_tcp_url: NotRequired[str]
     """Plain MQTT over TCP, where the cloud offers it (``mqtt://host:port``)."""
+    mqtt_tcp_urls: NotRequired[list[str]]
+    """Every broker node's plain MQTT URL, where there are several."""
+    subscribe_qos: NotRequired[int]
+    """QoS gateways subscribe with (0 or 1; absent: 1). RabbitMQ 3.10 keeps a QoS 1 subscription on one node, so
+    a cluster asks for 0: a gateway can then move to another node while that one is down (a lost ack is resent)."""
     issuer: NotRequired[str]
     """The OAuth2 issuer, once identity exists."""
     ack: AckMode
@@ -53,6 +60,13 @@ def parse(doc: object) -> Discovery:
     }
     if isinstance(doc.get("mqtt_tcp_url"), str):
         out["mqtt_tcp_url"] = doc["mqtt_tcp_url"]
+    for key in ("mqtt_ws_urls", "mqtt_tcp_urls"):
+        if key in doc:
+            urls = _strings(doc, key, [])
+            if urls:
+                out[key] = urls  # type: ignore[literal-required]
+    if doc.get("subscribe_qos") in (0, 1) and not isinstance(doc.get("subscribe_qos"), bool):
+        out["subscribe_qos"] = doc["subscribe_qos"]
     if isinstance(doc.get("issuer"), str):
         out["issuer"] = doc["issuer"]
     return out

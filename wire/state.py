@@ -32,6 +32,7 @@ SETTABLE: tuple[str, ...] = (
     "uplink",
     "paired",
     "cloud.mqtt_url",
+    "cloud.mqtt_urls",
     "cloud.transport",
     "cloud.keepalive_s",
     "cloud.backoff_max_s",

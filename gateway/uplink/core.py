@@ -1,6 +1,12 @@
 """The uplink: buffered readings to the cloud as SenML packs over MQTT (QoS 1), deleted once acknowledged.
 
-One connection at a time, in a reconnect loop with capped exponential backoff and full jitter. On
+One connection at a time, in a reconnect loop with capped exponential backoff and full jitter. With
+several broker URLs (``cloud.mqtt_urls``, or a discovery document listing every node) the uplink
+starts at a random one, so a fleet spreads over the nodes, and moves to the next one in the list
+when a connection fails or drops: the next node is tried at once (a short jittered pause), and the
+backoff grows only once every node has failed in turn. It stays on the node that works and does not
+go back to the one it started on when that returns (no herd of gateways moving back at once; a
+restart picks a random node again). On
 each connection the uplink subscribes to its ``ack`` topic, publishes ``online`` (retained; the
 last will says ``offline``), a health report, every pack still unacknowledged, and then new packs
 as the buffer fills, up to ``uplink.inflight`` packs unacknowledged at once.
@@ -148,6 +154,9 @@ class Uplink:
         self._background: set[asyncio.Task[Any]] = set()
         self._client: aiomqtt.Client | None = None
         self._target: discovery.Target | None = None
+        self._broker: str | None = None
+        """The broker URL in use, or tried last."""
+        self._outage_moves = 0
         self._batch_limit = uplink.batch_max_readings
         self._started = time.monotonic()
         self._stopping = False
@@ -199,6 +208,16 @@ class Uplink:
     def inflight(self) -> int:
         """Packs published (or waiting to be) and not acknowledged."""
         return len(self._packs)
+
+    @property
+    def broker(self) -> str | None:
+        """The broker URL in use now (or tried last), without credentials."""
+        if self._broker is None:
+            return None
+        try:
+            return parse_url(self._broker).url
+        except UplinkError:
+            return self._broker.partition("@")[2] or self._broker  # a URL the uplink refused: never its password
 
     @property
     def target(self) -> discovery.Target | None:
@@ -253,6 +272,7 @@ class Uplink:
     async def run(self) -> None:
         """Connect, send and reconnect until cancelled; packs not yet acknowledged go back to the buffer."""
         attempt = 0
+        tried = 0
         try:
             while True:
                 connects_before = self._connects
@@ -267,7 +287,7 @@ class Uplink:
                     attempt = 0
                     continue
                 except (aiomqtt.MqttError, OSError, UplinkError, BufferError_) as exc:
-                    error = _describe(exc, self._target)
+                    error = _describe(exc, self.broker, dropped=self._connects > connects_before)
                     if _refused(exc) and self._creds is not None:
                         self._credentials.refused(self._creds)
                 finally:
@@ -275,16 +295,28 @@ class Uplink:
                     self._client = None
                 if self._connects > connects_before:
                     attempt = 0  # the connection was up: start the backoff afresh
+                    tried = 0
                 else:
                     self.connect_failures += 1
                 self.last_error = error
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
+                    self._outage_moves = 0
                     _LOGGER.warning("uplink: %s; buffering and retrying", error)
                 else:
                     _LOGGER.debug("uplink: still failing: %s", error)
-                delay = random.uniform(0, min(self._cloud.backoff_max_s, self._cloud.backoff_initial_s * 2**attempt))
-                attempt = min(attempt + 1, 32)  # 2**attempt stays a float-sized number
+                tried += 1
+                urls = self._target.urls if self._target is not None else ()
+                self._next_broker(urls)
+                if tried < len(urls):
+                    # Another node has not been tried since the last connection: try it at once.
+                    delay = random.uniform(0, self._cloud.backoff_initial_s)
+                else:
+                    tried = 0
+                    delay = random.uniform(
+                        0, min(self._cloud.backoff_max_s, self._cloud.backoff_initial_s * 2**attempt)
+                    )
+                    attempt = min(attempt + 1, 32)  # 2**attempt stays a float-sized number
                 await asyncio.sleep(delay)
         finally:
             self._connected = False
@@ -320,6 +352,26 @@ class Uplink:
                     timeout=max(0.2, min(2.0, deadline - time.monotonic())),
                 )
 
+    # ----------------------------------------------------------------- brokers
+
+    def _pick_broker(self, urls: tuple[str, ...]) -> str:
+        """The broker to connect to: the one in use if still listed, else a random one (a fleet spreads)."""
+        if self._broker not in urls:
+            self._broker = urls[random.randrange(len(urls))]
+        assert self._broker is not None
+        return self._broker
+
+    def _next_broker(self, urls: tuple[str, ...]) -> None:
+        """Move to the next broker in the list after a failure (nothing to do with one broker)."""
+        if len(urls) < 2 or self._broker not in urls:
+            return
+        previous = self.broker
+        self._broker = urls[(urls.index(self._broker) + 1) % len(urls)]
+        self._outage_moves += 1
+        log = _LOGGER.info if self._outage_moves <= len(urls) else _LOGGER.debug
+        log("uplink: moving from broker %s to %s (%d of %d)", previous, self.broker, urls.index(self._broker) + 1,
+            len(urls))  # fmt: skip
+
     # ----------------------------------------------------------------- one connection
 
     async def _connect_and_serve(self) -> None:
@@ -330,13 +382,17 @@ class Uplink:
         if (creds.gateway_id, creds.tenant) != (self.gateway_id, self.tenant):
             _LOGGER.info("uplink: connecting as gateway %s of tenant %s", creds.gateway_id, creds.tenant)
             self._set_names(creds.gateway_id, creds.tenant)
-        if self._cloud.mqtt_url:
+        if self._cloud.broker_urls:
             doc, source = None, "config"
         else:
             doc, source = await loop.run_in_executor(None, discovery.discover, self._cloud, self._state_dir)
         target = discovery.target(self._cloud, self._cfg, doc, source)
         self._target = target
-        endpoint = parse_url(target.mqtt_url)
+        endpoint = parse_url(self._pick_broker(target.urls))
+        urls = target.urls
+        where = (
+            f"{endpoint.url} (broker {urls.index(self._broker) + 1} of {len(urls)})" if len(urls) > 1 else endpoint.url
+        )
         tls = await loop.run_in_executor(None, self._tls, endpoint)
         client = aiomqtt.Client(
             endpoint.host,
@@ -356,11 +412,12 @@ class Uplink:
         )
         client.pending_calls_threshold = self._cfg.inflight + 8
         async with client:
-            await client.subscribe(self._ack_topic, qos=1)
+            qos = target.subscribe_qos
+            await client.subscribe(self._ack_topic, qos=qos)
             if self._commands is not None:
-                await client.subscribe(self._cmd_prefix + "+", qos=1)
+                await client.subscribe(self._cmd_prefix + "+", qos=qos)
             if self._desired is not None:
-                await client.subscribe(self._desired_topic, qos=1)
+                await client.subscribe(self._desired_topic, qos=qos)
             await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
             if self._reported is not None:
                 await client.publish(self._reported_topic, self._reported(), qos=1, retain=True)
@@ -370,14 +427,12 @@ class Uplink:
             if self._connects > 1:
                 self.reconnects += 1
             if self._outage_since is not None:
-                _LOGGER.info(
-                    "uplink: connected to %s again after %.1f s", endpoint.url, time.monotonic() - self._outage_since
-                )
+                _LOGGER.info("uplink: connected to %s again after %.1f s", where, time.monotonic() - self._outage_since)
                 self._outage_since = None
             else:
                 _LOGGER.info(
                     "uplink: connected to %s (ack mode %s, %s%s)",
-                    endpoint.url,
+                    where,
                     target.ack,
                     target.encoding,
                     "+zlib" if target.compress else "",
@@ -682,8 +737,8 @@ def _refused(exc: BaseException) -> bool:
     return isinstance(exc, aiomqtt.MqttCodeError) and exc.rc in (4, 5, 134, 135)
 
 
-def _describe(exc: BaseException, target: discovery.Target | None) -> str:
-    where = f" {target.mqtt_url}" if target is not None else ""
+def _describe(exc: BaseException, url: str | None, *, dropped: bool = False) -> str:
+    where = f" {url}" if url is not None else ""
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
@@ -694,4 +749,6 @@ def _describe(exc: BaseException, target: discovery.Target | None) -> str:
         return f"TLS: the certificate of{where} is not trusted ({text}); pin the cloud's CA with cloud.ca_file"
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         return f"MQTT{where}: {text}"
+    if dropped:
+        return f"the connection to{where} dropped ({text})"
     return f"cannot reach{where}: {text}"

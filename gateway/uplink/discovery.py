@@ -35,12 +35,22 @@ class Target:
     """Where and how the uplink sends: the MQTT URL, when a pack may be deleted, how packs are encoded."""
 
     mqtt_url: str
+    """The first (preferred) MQTT URL."""
     ack: AckMode
     encoding: senml.Encoding
     compress: bool
     max_pack_bytes: int = 1 << 20
     source: str = "config"
     """Where the URL came from: ``config``, ``discovery`` or ``cache``."""
+    mqtt_urls: tuple[str, ...] = ()
+    """Every broker node's URL (``mqtt_url`` among them) when there are several; empty: ``mqtt_url`` alone."""
+    subscribe_qos: int = 1
+    """QoS of the subscriptions (``ack``, ``cmd/+``, ``state/desired``): the config's, else the document's."""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The broker URLs to fail over between (at least one)."""
+        return self.mqtt_urls or (self.mqtt_url,)
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):
@@ -137,35 +147,47 @@ def discover(cloud: CloudSection, state_dir: Path) -> tuple[Discovery, str]:
 
 
 def target(cloud: CloudSection, uplink: UplinkSection, doc: Discovery | None, source: str = "config") -> Target:
-    """The MQTT URL and pack options from the config and (unless ``cloud.mqtt_url`` is set) the document.
+    """The MQTT URLs and pack options from the config and (unless ``cloud.mqtt_url(s)`` is set) the document.
 
-    With ``cloud.mqtt_url`` set and no document the acknowledgement mode is ``cloud`` (what Roost's
-    cloud does) and packs are compressed only when ``uplink.compress`` is ``zlib``.
+    With ``cloud.mqtt_url(s)`` set and no document the acknowledgement mode is ``cloud`` (what Roost's
+    cloud does) and packs are compressed only when ``uplink.compress`` is ``zlib``. A document listing
+    several nodes (``mqtt_ws_urls``, ``mqtt_tcp_urls``) gives them all, in its order.
     """
-    if cloud.mqtt_url:
-        url = cloud.mqtt_url
+    if cloud.broker_urls:
+        urls = list(cloud.broker_urls)
     elif doc is None:
         raise DiscoveryError("no MQTT URL: set cloud.mqtt_url or serve a discovery document")
     elif cloud.transport in ("tcp", "tls"):
         tcp = doc.get("mqtt_tcp_url")
         if not tcp:
             raise DiscoveryError(f"cloud.transport is {cloud.transport!r} but the cloud offers no MQTT over TCP")
-        url = tcp
-        if cloud.transport == "tls" and url.startswith("mqtt://"):
-            url = "mqtts://" + url.removeprefix("mqtt://")
+        urls = _with_first(tcp, doc.get("mqtt_tcp_urls", []))
+        if cloud.transport == "tls":
+            urls = ["mqtts://" + u.removeprefix("mqtt://") if u.startswith("mqtt://") else u for u in urls]
     else:
-        url = doc["mqtt_ws_url"]
-        if cloud.transport == "ws" and url.startswith("wss://"):
-            url = "ws://" + url.removeprefix("wss://")
-        elif cloud.transport == "wss" and url.startswith("ws://"):
-            url = "wss://" + url.removeprefix("ws://")
+        urls = _with_first(doc["mqtt_ws_url"], doc.get("mqtt_ws_urls", []))
+        if cloud.transport == "ws":
+            urls = ["ws://" + u.removeprefix("wss://") if u.startswith("wss://") else u for u in urls]
+        elif cloud.transport == "wss":
+            urls = ["wss://" + u.removeprefix("ws://") if u.startswith("ws://") else u for u in urls]
     offered = doc["senml_compression"] if doc is not None else []
     compress = uplink.compress == "zlib" or (uplink.compress == "auto" and "zlib" in offered)
     return Target(
-        mqtt_url=url,
+        mqtt_url=urls[0],
         ack=doc["ack"] if doc is not None else "cloud",
         encoding=uplink.encoding,
         compress=compress,
         max_pack_bytes=doc["max_pack_bytes"] if doc is not None else 1 << 20,
         source=source,
+        mqtt_urls=tuple(urls) if len(urls) > 1 else (),
+        subscribe_qos=(
+            cloud.subscribe_qos
+            if cloud.subscribe_qos is not None
+            else (doc.get("subscribe_qos", 1) if doc is not None else 1)
+        ),
     )
+
+
+def _with_first(first: str, others: list[str]) -> list[str]:
+    """``first`` then every other URL of ``others`` once, in order."""
+    return [first, *(u for u in dict.fromkeys(others) if u != first)]
