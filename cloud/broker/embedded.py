@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amqtt.adapters import BufferReader, WriterAdapter
-from amqtt.broker import Broker
 from amqtt.mqtt.connect import ConnectPacket
 from starlette.websockets import WebSocket
 
@@ -41,6 +40,7 @@ from cloud.broker.adapters import (
     read_first_packet,
 )
 from cloud.broker.base import BrokerEvent, Presence, Received
+from cloud.broker.fanout import IndexedBroker
 from cloud.errors import BrokerError
 from cloud.policy.model import RequestContext
 from cloud.stats import Stats
@@ -136,7 +136,7 @@ class EmbeddedBroker:
             "session_expiry_interval": 86_400,
         }
         try:
-            self._broker = Broker(config)
+            self._broker = IndexedBroker(config)
             await self._broker.start()
             if self._tcp_listen is not None:
                 host, port = self._tcp_listen
