@@ -173,6 +173,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pollers.py
 	$(BIN)/python bench/ble.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/cloud_rules.py
 	$(BIN)/python bench/zigbee.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/localpage.py
@@ -180,6 +181,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/ingest_rollups.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

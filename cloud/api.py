@@ -425,6 +425,15 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if tcp_port is not None:
             hostname = urlsplit(base).hostname or "127.0.0.1"
             doc["mqtt_tcp_url"] = f"mqtt://{f'[{hostname}]' if ':' in hostname else hostname}:{tcp_port}"
+        broker = ctx.config.broker
+        ws = [u for u in broker.public_mqtt_urls if u.startswith(("ws://", "wss://"))]
+        tcp = [u for u in broker.public_mqtt_urls if u.startswith(("mqtt://", "mqtts://"))]
+        if ws:  # the broker nodes' own listeners replace this server's /mqtt
+            doc["mqtt_ws_url"], doc["mqtt_ws_urls"] = ws[0], ws
+        if tcp:
+            doc["mqtt_tcp_url"], doc["mqtt_tcp_urls"] = tcp[0], tcp
+        if broker.kind == "rabbitmq":  # a QoS 1 subscription cannot move between RabbitMQ 3.10 nodes
+            doc["subscribe_qos"] = 0
         if ctx.identity is not None:
             doc["issuer"] = ctx.identity.issuer_for(base)
         return dict(doc)  # typed as wire's Discovery; FastAPI cannot read a typing.TypedDict on 3.11

@@ -33,6 +33,12 @@ class ServerSection:
     )
     shutdown_timeout_s: float = doc("Seconds a clean shutdown may take before it stops waiting", default=5.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = doc("Log level of `python -m cloud`", default="INFO")
+    role: Literal["all", "api", "ingest", "rules"] = doc(
+        "What this process does: 'all' (one process), 'api' (HTTP API, no ingest), 'ingest' (consumes and stores"
+        " from RabbitMQ, serves only /healthz), 'rules' (runs the cloud rules over every gateway's readings from a"
+        " queue of its own, serves only /healthz); all but 'all' need broker.kind = 'rabbitmq' (docs/deploy.md)",
+        default="all",
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -50,15 +56,114 @@ class ServerSection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSection:
-    """The SQLite store (WAL, synchronous=FULL)."""
+    """The store of readings and events: SQLite (WAL, synchronous=FULL) or PostgreSQL (docs/storage.md)."""
 
-    path: Path = doc("Database file (relative to this file)", default=Path("state/cloud.sqlite"))
+    path: Path = doc(
+        "SQLite database file (relative to this file); the other state files live in its folder",
+        default=Path("state/cloud.sqlite"),
+    )
+    backend: Literal["sqlite", "postgresql"] = doc(
+        "'sqlite': the embedded store in path; 'postgresql': a PostgreSQL server (dsn or dsn_file)", default="sqlite"
+    )
+    dsn: str = doc("PostgreSQL: connection string (postgresql://user@host:5432/db); no password here", default="")
+    dsn_file: Path | None = doc(
+        "PostgreSQL: file holding the connection string, password included (relative to this file)", default=None
+    )
+    partition_days: int = doc("PostgreSQL: days of readings in one partition", default=7)
+    partitions_ahead: int = doc("PostgreSQL: partitions created ahead of the current one", default=4)
+    read_connections: int = doc("PostgreSQL: connections that answer queries (one more writes)", default=4)
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgresql" and bool(self.dsn) == (self.dsn_file is not None):
+            raise ConfigValueError("dsn", "backend = 'postgresql' needs exactly one of dsn and dsn_file")
+        userinfo = self.dsn.partition("://")[2].rpartition("@")[0] if "@" in self.dsn else ""
+        if ":" in userinfo or "password=" in self.dsn.replace(" ", ""):
+            raise ConfigValueError("dsn", "holds a password: put the connection string in dsn_file instead")
+        if not 1 <= self.partition_days <= 366:
+            raise ConfigValueError("partition_days", "must be between 1 and 366")
+        if not 0 <= self.partitions_ahead <= 520:
+            raise ConfigValueError("partitions_ahead", "must be between 0 and 520")
+        if not 1 <= self.read_connections <= 64:
+            raise ConfigValueError("read_connections", "must be between 1 and 64")
+
+    def postgresql_dsn(self) -> str:
+        """The connection string: dsn, or read from dsn_file."""
+        if self.dsn_file is None:
+            return self.dsn
+        return self.dsn_file.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionTenant:
+    """One tenant's own retention; a value left out is the default's."""
+
+    name: str = doc("Tenant id")
+    raw_days: int | None = doc("Days raw readings are kept (0: forever; unset: retention.raw_days)", default=None)
+    minute_days: int | None = doc(
+        "Days 1-minute rollups are kept (0: forever; unset: retention.minute_days)", default=None
+    )
+    hour_days: int | None = doc("Days 1-hour rollups are kept (0: forever; unset: retention.hour_days)", default=None)
+
+    def __post_init__(self) -> None:
+        _checked("name", check_tenant, self.name)
+        for key in ("raw_days", "minute_days", "hour_days"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ConfigValueError(key, "must be 0 (forever) or more days")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionSection:
+    """How long readings and rollups are kept; old data is deleted (PostgreSQL: whole partitions dropped)."""
+
+    raw_days: int = doc("Days raw readings are kept (0: forever)", default=30)
+    minute_days: int = doc("Days 1-minute rollups are kept (0: forever)", default=365)
+    hour_days: int = doc("Days 1-hour rollups are kept (0: forever)", default=0)
+    interval_s: float = doc(
+        "Seconds between two retention runs (the first: 10 minutes after start, or interval_s if shorter)",
+        default=3600.0,
+    )
+    tenants: tuple[RetentionTenant, ...] = doc("Tenants with their own retention ([[retention.tenants]])", default=())
+
+    def __post_init__(self) -> None:
+        for key in ("raw_days", "minute_days", "hour_days"):
+            if getattr(self, key) < 0:
+                raise ConfigValueError(key, "must be 0 (forever) or more days")
+        if self.interval_s < 1:
+            raise ConfigValueError("interval_s", "must be at least 1 second")
+        seen: set[str] = set()
+        for i, tenant in enumerate(self.tenants):
+            if tenant.name in seen:
+                raise ConfigValueError(f"tenants[{i}].name", f"{tenant.name!r} is listed twice")
+            seen.add(tenant.name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerSection:
-    """The embedded MQTT broker (amqtt); MQTT over WebSockets is always served at /mqtt on the HTTP port."""
+    """The broker: embedded (amqtt, MQTT over WebSockets at /mqtt on the HTTP port) or a RabbitMQ cluster over AMQP."""
 
+    kind: Literal["embedded", "rabbitmq"] = doc(
+        "'embedded': the cloud's own MQTT broker; 'rabbitmq': gateways connect to RabbitMQ's MQTT plugin and the"
+        " cloud consumes a quorum queue over AMQP (docs/deploy.md)",
+        default="embedded",
+    )
+    amqp_urls: tuple[str, ...] = doc(
+        "RabbitMQ: AMQP URLs, one per node (amqp://user@host:5672/vhost), tried in turn", default=()
+    )
+    amqp_password_file: Path | None = doc(
+        "RabbitMQ: file holding the AMQP user's password, for URLs without one (relative to this file)", default=None
+    )
+    amqp_queue: str = doc(
+        "RabbitMQ: the quorum queue ingest consumes (bound to the MQTT exchange)", default="roost.ingest"
+    )
+    amqp_prefetch: int = doc(
+        "RabbitMQ: messages delivered to one ingest worker and not yet settled, at most", default=500
+    )
+    public_mqtt_urls: tuple[str, ...] = doc(
+        "MQTT URLs of every broker node (ws://, wss://, mqtt://, mqtts://) that the discovery document lists, so "
+        "gateways spread over them and fail over; empty: this server's own /mqtt (and tcp_listen)",
+        default=(),
+    )
     tcp_listen: str = doc("host:port for plain MQTT over TCP; empty: off", default="")
     connect_timeout_s: float = doc("Seconds a new connection has to send its CONNECT", default=10.0)
     queue_max: int = doc(
@@ -74,6 +179,22 @@ class BrokerSection:
             raise ConfigValueError("connect_timeout_s", "must be greater than 0")
         if self.queue_max < 1:
             raise ConfigValueError("queue_max", "must be at least 1")
+        for i, url in enumerate(self.public_mqtt_urls):
+            _check_url(f"public_mqtt_urls[{i}]", url, ("ws://", "wss://", "mqtt://", "mqtts://"))
+        for i, url in enumerate(self.amqp_urls):
+            _check_url(f"amqp_urls[{i}]", url, ("amqp://", "amqps://"))
+        if self.kind == "rabbitmq" and not self.amqp_urls:
+            raise ConfigValueError("amqp_urls", "kind = 'rabbitmq' needs at least one AMQP URL")
+        if not self.amqp_queue:
+            raise ConfigValueError("amqp_queue", "must not be empty")
+        if not 1 <= self.amqp_prefetch <= 65535:
+            raise ConfigValueError("amqp_prefetch", "must be between 1 and 65535")
+
+    def amqp_password(self) -> str | None:
+        """The AMQP password from amqp_password_file, or None without one."""
+        if self.amqp_password_file is None:
+            return None
+        return self.amqp_password_file.read_text(encoding="utf-8").strip()
 
     @property
     def tcp_address(self) -> tuple[str, int] | None:
@@ -94,6 +215,8 @@ class GatewayEntry:
 
     def __post_init__(self) -> None:
         _checked("id", check_gateway, self.id)
+        if self.id == "cloud":
+            raise ConfigValueError("id", "'cloud' is reserved: the cloud's own rules raise alerts under it")
         _checked("tenant", check_tenant, self.tenant)
 
 
@@ -365,11 +488,66 @@ class ApiSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RulesSection:
+    """Rules run in the cloud over the ingest stream, for rules that span gateways (docs/rules.md)."""
+
+    enabled: bool = doc("Run cloud rules (and serve /api/v1/rules)", default=False)
+    folder: Path = doc(
+        "Folder of rule files, one subfolder per tenant: rules/default/*.toml (relative to this file)",
+        default=Path("rules"),
+    )
+    tick_s: float = doc("Seconds between two ticks of the rules' timers (windows closing, absence)", default=0.5)
+    watch_s: float = doc("Seconds between two looks at the folder for changed files", default=2.0)
+    tags_refresh_s: float = doc("Seconds between two reads of the gateways' site and tags", default=10.0)
+    max_future_s: float = doc("Readings stamped further ahead of the cloud's clock do not move the rules' clock",
+                              default=300.0)  # fmt: skip
+    queue_max: int = doc("Stored batches waiting for the rules, at most (then they are dropped, counted)",
+                         default=10_000)  # fmt: skip
+    command_timeout_s: float = doc("How long a command a cloud rule sends stays valid, seconds", default=300.0)
+    amqp_queue: str = doc(
+        "RabbitMQ: the quorum queue the rules worker (server.role = 'rules') consumes: every gateway's readings and"
+        " status, whichever ingest worker stores them",
+        default="roost.rules",
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("tick_s", "watch_s", "tags_refresh_s", "max_future_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigValueError(key, "must be greater than 0")
+        if self.queue_max < 1:
+            raise ConfigValueError("queue_max", "must be at least 1")
+        if not 1.0 <= self.command_timeout_s <= 86400.0:
+            raise ConfigValueError("command_timeout_s", "must be between 1 and 86400 seconds")
+        if not self.amqp_queue:
+            raise ConfigValueError("amqp_queue", "must not be empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportsSection:
+    """Daily reports per site, made on a schedule (docs/reports.md)."""
+
+    enabled: bool = doc("Make yesterday's report of each tenant every day at `at`", default=False)
+    at: str = doc("Time of day (UTC, HH:MM) the daily reports are made", default="00:15")
+    folder: Path = doc("Folder of the reports: tenant/day/ (relative to this file)", default=Path("state/reports"))
+    tenants: tuple[str, ...] = doc("Tenants the schedule reports on; empty: every tenant with gateways", default=())
+
+    def __post_init__(self) -> None:
+        hour, sep, minute = self.at.partition(":")
+        if not (sep and len(hour) == 2 and len(minute) == 2 and hour.isdigit() and minute.isdigit()) or not (
+            int(hour) < 24 and int(minute) < 60
+        ):
+            raise ConfigValueError("at", f"{self.at!r} must be a UTC time of day as HH:MM (00:00 to 23:59)")
+        for i, tenant in enumerate(self.tenants):
+            _checked(f"tenants[{i}]", check_tenant, tenant)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloudConfig:
     """The whole cloud config file."""
 
     server: ServerSection = doc("HTTP server", default_factory=ServerSection)
     store: StoreSection = doc("Store", default_factory=StoreSection)
+    retention: RetentionSection = doc("How long data is kept", default_factory=RetentionSection)
     broker: BrokerSection = doc("Embedded MQTT broker", default_factory=BrokerSection)
     auth: AuthSection = doc("Authentication and authorization", default_factory=AuthSection)
     ingest: IngestSection = doc("Ingest", default_factory=IngestSection)
@@ -377,6 +555,17 @@ class CloudConfig:
     rabbitmq: RabbitMQSection = doc("RabbitMQ as the scale-out broker", default_factory=RabbitMQSection)
     updates: UpdatesSection = doc("Update bundles and campaigns", default_factory=UpdatesSection)
     api: ApiSection = doc("The managed API: plans, throttling, usage", default_factory=ApiSection)
+    rules: RulesSection = doc("Cloud rules over the ingest stream", default_factory=RulesSection)
+    reports: ReportsSection = doc("Daily reports per site", default_factory=ReportsSection)
+
+    def __post_init__(self) -> None:
+        if self.server.role != "all" and self.broker.kind != "rabbitmq":
+            raise ConfigValueError(
+                "server.role",
+                f"{self.server.role!r} needs broker.kind = 'rabbitmq' (the embedded broker is in-process)",
+            )
+        if self.server.role == "rules" and not self.rules.enabled:
+            raise ConfigValueError("server.role", "'rules' runs the cloud rules: set rules.enabled = true")
 
     @property
     def identity_db_path(self) -> Path:
@@ -420,9 +609,19 @@ def _check_files(config: CloudConfig) -> None:
         config.identity.oidc.check_files()
     except ConfigValueError as exc:
         raise ConfigValueError(f"identity.oidc.{exc.key_path}", exc.problem) from exc
+    if config.store.dsn_file is not None:
+        try:
+            config.store.postgresql_dsn()
+        except OSError as exc:
+            raise ConfigValueError("store.dsn_file", f"cannot be read: {exc.strerror}") from exc
     key_file = config.updates.key_file
     if key_file is not None and not key_file.is_file():
         raise ConfigValueError("updates.key_file", f"{key_file} is not a file (make it with `roost bundle keygen`)")
+    if config.broker.amqp_password_file is not None:
+        try:
+            config.broker.amqp_password()
+        except OSError as exc:
+            raise ConfigValueError("broker.amqp_password_file", f"cannot be read: {exc.strerror}") from exc
     if config.rabbitmq.management_url:
         try:
             config.rabbitmq.management_password()

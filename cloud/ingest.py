@@ -5,19 +5,30 @@ amqtt sends PUBACK before it routes a message, so a gateway may delete a batch o
 decoded is counted, logged and its batch id sent back as ``rejected`` so the gateway stops sending it.
 Event packs (``events/{batch}``, :mod:`wire.events`) go the same way: decoded, stored once per event id in
 the same commits as the telemetry (with the alert states they drive), then acknowledged or refused.
+
+A broker that redelivers what is not settled (RabbitMQ's quorum queue, :mod:`cloud.broker.rabbitmq_amqp`) gets
+each message settled only after the commit that stored it returned, or once it was counted as refused or
+ignored; a failed commit hands its messages back to be delivered again (ingest is idempotent, so a
+redelivery stores nothing twice).
+
+After each successful commit the ``listener`` (the cloud rules, :mod:`cloud.cloudrules`) is told the packs that
+stored new readings, and of every online/offline seen; it only queues them, so it never delays storage. The
+gateway id ``cloud`` is the cloud's own (its rules' alerts): anything a client publishes under it is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cloud.authz import Principal
-from cloud.broker.base import MessageBroker, Presence, Received
+from cloud.broker.base import MessageBroker, Presence, Received, Settle
+from cloud.cloudrules.naming import CLOUD_GATEWAY
 from cloud.config import IngestSection
 from cloud.errors import StoreError
 from cloud.stats import Stats
@@ -35,8 +46,21 @@ INLINE_DECODE_BYTES = 64 * 1024
 """Packs larger than this are decoded on a worker thread, so the event loop keeps serving."""
 QUEUE_ITEMS = 2000
 
+STORE_RETRY_S = 1.0
+"""Pause after a failed commit before its messages are handed back for redelivery (no hot loop on a down store)."""
+
 TokenHandler = Callable[[topics.Topic, bytes, Principal | None], None]
 """Takes a publish on a gateway's ``token`` topic (token refresh over MQTT); must not block."""
+
+
+class StoredListener(Protocol):
+    """Told what ingest stored and the presence it saw (the cloud rules); must not block."""
+
+    def stored(self, tenant: str, gateway: str, readings: Sequence[Reading]) -> None:
+        """Readings a durable commit stored (a pack stored before, re-sent, is not told again)."""
+
+    def presence(self, tenant: str, gateway: str, online: bool, ts: float) -> None:
+        """A gateway went online or offline (its status, last will, connect or disconnect)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +69,7 @@ class _Pack:
     gateway: str
     batch: str | None
     readings: Sequence[Reading] | None  # None: rejected
+    settle: Settle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +78,7 @@ class _Event:
     gateway: str
     batch: str | None
     events: Sequence[Event] | None  # None: rejected
+    settle: Settle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +87,7 @@ class _GatewayUpdate:
     gateway: str
     online: bool | None = None
     health: dict[str, Any] | None = None
+    settle: Settle | None = None
 
 
 _Item = _Pack | _Event | _GatewayUpdate
@@ -95,9 +122,14 @@ class Ingest:
         """Takes each ``state/reported`` publish (the fleet registry); must not block."""
         self._on_online = on_online
         """Told (tenant, gateway) when a gateway says it is online (the fleet re-sends desired state); no blocking."""
+        self.on_received: Callable[[topics.Topic, int], None] = lambda _topic, _size: None  # bytes per day (reports)
         self._store = store
         self._stats = stats
         self._config = config
+        self.listener: StoredListener | None = None
+        """Told after each successful commit, and of each presence (cloud rules); called on the ingest's loop."""
+        self.reserved_refused = 0
+        """Messages refused because they claimed the cloud's own gateway id (``cloud``)."""
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue(maxsize=QUEUE_ITEMS)
         self.last_store_error: str | None = None
         """The last commit failure, until a commit succeeds again."""
@@ -117,21 +149,33 @@ class Ingest:
                     item = await self._route(event)
                 except Exception:  # one bad message must never stop the ingest
                     _LOGGER.exception("ingest failed on a message from %r", event.client_id[:40])
-                    continue
+                    item = None
                 if item is not None:
+                    if isinstance(event, Received) and event.settle is not None:
+                        item = dataclasses.replace(item, settle=event.settle)
                     await self._queue.put(item)
+                elif isinstance(event, Received) and event.settle is not None:
+                    await _settle(event.settle, True)  # ignored or handed over: counted, never redelivered
         finally:
             await self._queue.put(_STOP)
 
     async def _route(self, event: Received | Presence) -> _Item | None:
         if isinstance(event, Presence):
             p = event.principal
-            return _GatewayUpdate(p.tenant, p.id, online=event.online) if p.kind == "gateway" else None
+            if p.kind != "gateway" or p.id == CLOUD_GATEWAY:
+                return None
+            return _GatewayUpdate(p.tenant, p.id, online=event.online)
         try:
             topic = topics.parse(event.topic)
         except PayloadError as exc:
             _LOGGER.debug("ignored: %s", exc.reason)
             return None
+        if topic.gateway == CLOUD_GATEWAY:  # the cloud's rules store their alerts under this id: no client may
+            self.reserved_refused += 1
+            _LOGGER.warning("refused %s from %s/%s: that gateway id is the cloud's own", topic.kind, topic.tenant,
+                            CLOUD_GATEWAY)  # fmt: skip
+            return None
+        self.on_received(topic, len(event.payload))
         batch = event.topic.rsplit("/", 1)[1] if topic.tail else None
         if topic.kind == "telemetry":
             return await self._decode(topic, batch, event.payload)
@@ -255,12 +299,18 @@ class Ingest:
                     now=time.time(),
                 )
             except StoreError as exc:
-                # Nothing is acknowledged: the gateways send these batches again.
+                # Nothing is acknowledged: the gateways send these batches again, a redelivering broker too.
                 self.last_store_error = str(exc)
                 _LOGGER.error("store commit failed, %d packs not acknowledged: %s", len(packs) + len(events), exc)
+                if any(p.settle is not None for p in packs) or any(e.settle is not None for e in events):
+                    await asyncio.sleep(STORE_RETRY_S)
+                    await _settle_all([*packs, *events], False)
             else:
                 self.last_store_error = None
                 await self._acknowledge(packs, events, inserted, new_events)
+                await _settle_all([*packs, *events], True)
+                if self.listener is not None:
+                    self._tell_stored(self.listener, packs, inserted)
         for update in (i for i in items if isinstance(i, _GatewayUpdate)):
             try:
                 if update.online is not None:
@@ -269,6 +319,20 @@ class Ingest:
                     await self._store.set_health(update.tenant, update.gateway, update.health, now=time.time())
             except StoreError as exc:
                 _LOGGER.error("cannot record the state of gateway %s/%s: %s", update.tenant, update.gateway, exc)
+            if update.online is not None and self.listener is not None:
+                self.listener.presence(update.tenant, update.gateway, update.online, time.time())
+            # Settled either way: a presence or health report is superseded by the next, not worth a redelivery loop.
+            await _settle_all([update], True)
+
+    @staticmethod
+    def _tell_stored(listener: StoredListener, packs: list[_Pack], inserted: list[int]) -> None:
+        # a pack with no new reading was stored before (a re-send): its readings were told then
+        for pack, n in zip(packs, inserted, strict=True):
+            if pack.readings and n:
+                try:
+                    listener.stored(pack.tenant, pack.gateway, pack.readings)
+                except Exception:  # the listener must never cost storage
+                    _LOGGER.exception("the stored-readings listener failed")
 
     async def _acknowledge(
         self, packs: list[_Pack], events: list[_Event], inserted: list[int], new_events: list[int]
@@ -292,18 +356,21 @@ class Ingest:
             if pack_of_events.batch is not None:
                 ack = acks.setdefault((pack_of_events.tenant, pack_of_events.gateway), _Acks())
                 (ack.batches if pack_of_events.events is not None else ack.rejected).append(pack_of_events.batch)
-        for (tenant, gateway), ack in acks.items():
-            try:
-                await self._broker.publish(
-                    topics.topic(tenant, gateway, "ack"),
-                    envelopes.encode_ack(ack.batches, ack.rejected),
-                    qos=1,
-                    retain=False,
-                )
-            except Exception:  # an ack that cannot go out is sent again when the gateway re-sends the batch
-                _LOGGER.exception("cannot publish the ack to %s/%s", tenant, gateway)
-                continue
-            stats.acks_sent += 1
+        # Concurrently: a broker that confirms each publish (RabbitMQ) answers them all in about one round trip.
+        await asyncio.gather(*(self._publish_ack(tenant, gateway, ack) for (tenant, gateway), ack in acks.items()))
+
+    async def _publish_ack(self, tenant: str, gateway: str, ack: _Acks) -> None:
+        try:
+            await self._broker.publish(
+                topics.topic(tenant, gateway, "ack"),
+                envelopes.encode_ack(ack.batches, ack.rejected),
+                qos=1,
+                retain=False,
+            )
+        except Exception:  # an ack that cannot go out is sent again when the gateway re-sends the batch
+            _LOGGER.exception("cannot publish the ack to %s/%s", tenant, gateway)
+            return
+        self._stats.acks_sent += 1
 
 
 def _size(item: _Item) -> int:
@@ -312,3 +379,16 @@ def _size(item: _Item) -> int:
     if isinstance(item, _Event):
         return max(1, len(item.events or ()))
     return 1
+
+
+async def _settle(settle: Settle, done: bool) -> None:
+    try:
+        await settle(done)
+    except Exception:  # the broker delivers an unsettled message again: a lost settle costs a duplicate
+        _LOGGER.warning("cannot settle a message with the broker", exc_info=True)
+
+
+async def _settle_all(items: Sequence[_Item], done: bool) -> None:
+    for item in items:
+        if item.settle is not None:
+            await _settle(item.settle, done)

@@ -9,7 +9,7 @@ INTEGER 0/1, strings as TEXT).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,8 +108,20 @@ class Folds:
         """Fold rows (sensor, metric, ts_us, value) just inserted; only floats are numbers (booleans come back int)."""
         acc = self._minutes
         for s, m, ts, v in rows:
-            if type(v) is float:
-                _merge(acc, (tenant, s, m, gateway, ts - ts % _MINUTE), [v, v, v, 1, v, ts])
+            if type(v) is not float:
+                continue
+            key = (tenant, s, m, gateway, ts - ts % _MINUTE)
+            a = acc.get(key)
+            if a is None:
+                acc[key] = [v, v, v, 1, v, ts]
+                continue
+            # _merge inlined: this runs once a reading (a sixth of the SQLite commit's time otherwise)
+            a[0] = min(a[0], v)
+            a[1] = max(a[1], v)
+            a[2] += v
+            a[3] += 1
+            if ts > a[5]:
+                a[4], a[5] = v, ts
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Upsert every bucket touched (inside the commit's transaction)."""
@@ -176,8 +188,8 @@ class RollupQuery:
     limit: int = 1000
 
 
-def select(conn: sqlite3.Connection, q: RollupQuery) -> list[Bucket]:
-    """The buckets of ``q`` in time order."""
+def select_sql(q: RollupQuery) -> tuple[str, list[object]]:
+    """The query of ``q``'s rows in time order (``?`` placeholders) and its arguments; :func:`fold` makes buckets."""
     name = table_name(q.resolution)
     where = ["sensor = ?", "metric = ?"]
     args: list[object] = [q.sensor, q.metric]
@@ -201,9 +213,13 @@ def select(conn: sqlite3.Connection, q: RollupQuery) -> list[Bucket]:
         f"SELECT bucket_us, vmin, vmax, vsum, n, vlast, last_us FROM {name} WHERE {' AND '.join(where)}"
         " ORDER BY bucket_us"
     )
-    # Buckets of several gateways are folded here; the cursor stops once ``limit`` buckets are complete.
+    return sql, args
+
+
+def fold(rows: Iterable[Sequence[Any]], limit: int) -> list[Bucket]:
+    """Buckets from rows in time order, those of several gateways folded; stops once ``limit`` are complete."""
     out: list[Bucket] = []
-    for b, lo, hi, total, n, last, last_us in conn.execute(sql, args):
+    for b, lo, hi, total, n, last, last_us in rows:
         if out and out[-1].start_us == b:
             p = out[-1]
             newer = last_us > p.last_us
@@ -211,11 +227,17 @@ def select(conn: sqlite3.Connection, q: RollupQuery) -> list[Bucket]:
                 b, min(p.min, lo), max(p.max, hi), p.sum + total, p.count + n,
                 last if newer else p.last, last_us if newer else p.last_us,
             )  # fmt: skip
-        elif len(out) == q.limit:
+        elif len(out) == limit:
             break
         else:
             out.append(Bucket(b, lo, hi, total, n, last, last_us))
     return out
+
+
+def select(conn: sqlite3.Connection, q: RollupQuery) -> list[Bucket]:
+    """The buckets of ``q`` in time order."""
+    sql, args = select_sql(q)
+    return fold(conn.execute(sql, args), q.limit)
 
 
 def choose(resolution: Resolution, span_us: int | None, points: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -18,19 +19,26 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
 from cloud.api import ApiContext, create_app
 from cloud.apimgmt.service import ManagedApi
 from cloud.authz import AllowListAuthorizer, Authorizer
+from cloud.broker.base import MessageBroker
 from cloud.broker.embedded import EmbeddedBroker
 from cloud.broker.rabbitmq_admin import ConnectionClosing
+from cloud.broker.rabbitmq_amqp import RULES_KINDS, AmqpSettings, RabbitMQBroker
 from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
+from cloud.cloudrules.feed import RulesFeed
+from cloud.cloudrules.routes import rules_router
+from cloud.cloudrules.runner import CloudRules
 from cloud.config import CloudConfig
 from cloud.console import console_router
 from cloud.errors import CloudError, ListenError
 from cloud.events_api import events_router
+from cloud.export_api import export_router
 from cloud.fleet.bundles import BundleStore, load_key
 from cloud.fleet.campaign_routes import campaign_router, link_for
 from cloud.fleet.campaigns import CampaignDB, CampaignRunner
@@ -44,9 +52,13 @@ from cloud.identity.service import IdentityService
 from cloud.ingest import Ingest
 from cloud.policy.authorizer import PolicyAuthorizer
 from cloud.policy.decision import DecisionPoint
+from cloud.reports.routes import reports_router
+from cloud.reports.service import reports_for
+from cloud.retention import RetentionPolicy, RetentionTask
 from cloud.stats import Stats
-from cloud.store import Store
+from cloud.stores import make_store
 from cloud.tokenauth import TokenAuthenticator
+from cloud.worker_health import ingest_health_app
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -120,17 +132,29 @@ class CloudServer:
             self.policy = PolicyAuthorizer(decisions, authenticator)
             authorizer = self.policy
         self.authorizer: Authorizer = authorizer
-        self.store = Store(config.store.path)
-        self.broker = EmbeddedBroker(
-            self.authorizer,
-            self.stats,
-            tcp_listen=config.broker.tcp_address,
-            connect_timeout_s=config.broker.connect_timeout_s,
-            queue_max=config.broker.queue_max,
-            session_check=self.tokens.still_valid if self.tokens is not None else None,
-        )
-        if decisions is not None:  # a policy change re-checks the subscriptions of connected clients
-            self.broker.follow_policy(decisions)
+        self.store = make_store(config)
+        self.retention: RetentionTask | None = None
+        self.role = config.server.role
+        self.embedded: EmbeddedBroker | None = None
+        self.broker: MessageBroker
+        if config.broker.kind == "rabbitmq":  # scale-out: RabbitMQ's MQTT plugin faces the gateways (docs/deploy.md)
+            consume = self.role != "api"
+            amqp = AmqpSettings.from_config(config.broker, consume=consume, exchange=config.rabbitmq.exchange)
+            if self.role == "rules":  # every gateway's readings and status, from a queue of its own
+                amqp = dataclasses.replace(amqp, queue=config.rules.amqp_queue, bindings=RULES_KINDS)
+            self.broker = RabbitMQBroker(amqp)
+        else:
+            self.embedded = EmbeddedBroker(
+                self.authorizer,
+                self.stats,
+                tcp_listen=config.broker.tcp_address,
+                connect_timeout_s=config.broker.connect_timeout_s,
+                queue_max=config.broker.queue_max,
+                session_check=self.tokens.still_valid if self.tokens is not None else None,
+            )
+            if decisions is not None:  # a policy change re-checks the subscriptions of connected clients
+                self.embedded.follow_policy(decisions)
+            self.broker = self.embedded
         self.token_refresher: MqttTokenRefresher | None = (
             MqttTokenRefresher(self.identity, self._publish_token_result) if self.identity is not None else None
         )
@@ -158,6 +182,19 @@ class CloudServer:
             on_reported=self.fleet.on_reported,
             on_online=self.fleet.on_online,
         )
+        # Rules over the ingest stream, for rules that span gateways (docs/rules.md, "Rules in the cloud")
+        self.cloud_rules: CloudRules | None = (
+            CloudRules(config.rules, self.store, registry=self.registry, commands=self.commands)
+            if config.rules.enabled and self.role in ("all", "rules")  # an ingest worker sees only its share
+            else None
+        )
+        self.rules_feed: RulesFeed | None = None
+        if self.cloud_rules is not None and self.role == "rules":
+            self.rules_feed = RulesFeed(self.broker, self.cloud_rules, config.ingest)
+        elif self.cloud_rules is not None:
+            self.ingest.listener = self.cloud_rules
+        self.reports = reports_for(config, self.store, self.registry)  # daily reports (docs/reports.md)
+        self.ingest.on_received = self.reports.traffic.received
         self.rabbitmq_auth: RabbitMQAuth | None = (
             RabbitMQAuth(
                 config.rabbitmq,
@@ -211,11 +248,19 @@ class CloudServer:
         deadline = _Deadline(cfg.server.shutdown_timeout_s)
         await self.store.open()
         self._stack.push_async_callback(deadline.run, "store", self.store.close)
+        if self.role in ("all", "ingest"):  # retention and partitions ahead: the workers that write (docs/storage.md)
+            self.retention = RetentionTask(
+                self.store, RetentionPolicy.from_config(cfg.retention), interval_s=cfg.retention.interval_s
+            )
+            retention_task = asyncio.create_task(self.retention.run(), name="store-retention")
+            self._stack.push_async_callback(deadline.run, "retention", lambda: _cancel(retention_task))
         await self.commands.open()
         self._stack.push_async_callback(deadline.run, "commands", self.commands.close)
         await self.registry.open()
         self._stack.push_async_callback(deadline.run, "fleet registry", self.registry.close)
         self._stack.push_async_callback(deadline.run, "fleet", self.fleet.close)
+        self.reports.start(schedule=cfg.reports.enabled and self.role in ("all", "api"))
+        self._stack.push_async_callback(deadline.run, "reports", self.reports.stop)
         if self.identity is not None:
             await self.identity.open()
             self._stack.push_async_callback(deadline.run, "identity", self.identity.close)
@@ -224,18 +269,34 @@ class CloudServer:
             self._stack.push_async_callback(deadline.run, "identity purge", lambda: _cancel(purge_task))
         if self.token_refresher is not None:
             self._stack.push_async_callback(deadline.run, "token refresh", self.token_refresher.close)
+        if self.cloud_rules is not None:  # before ingest starts; stopped after it, so its last outputs are stored
+            await self.cloud_rules.start()
+            self._stack.push_async_callback(deadline.run, "cloud rules", self.cloud_rules.close)
         await self.broker.start()
-        ingest_task = asyncio.create_task(self.ingest.run(), name="cloud-ingest")
-        self._tasks.append(ingest_task)
-        self._stack.push_async_callback(deadline.run, "ingest", lambda: _finish(ingest_task))
+        if self.rules_feed is not None:  # the rules worker: its own queue, no storing
+            feed_task = asyncio.create_task(self.rules_feed.run(), name="cloud-rules-feed")
+            self._tasks.append(feed_task)
+            self._stack.push_async_callback(deadline.run, "rules feed", lambda: _finish(feed_task))
+        elif self.role != "api":  # an API worker publishes (commands, desired state) but consumes nothing
+            ingest_task = asyncio.create_task(self.ingest.run(), name="cloud-ingest")
+            self._tasks.append(ingest_task)
+            self._stack.push_async_callback(deadline.run, "ingest", lambda: _finish(ingest_task))
         self._stack.push_async_callback(deadline.run, "broker", self.broker.stop)
+        if self.role in ("ingest", "rules"):
+            details = self.broker.details if isinstance(self.broker, RabbitMQBroker) else dict
+            if self.rules_feed is not None:
+                feed, rabbit = self.rules_feed, details
+                details = lambda: {**rabbit(), "rules_feed": dataclasses.asdict(feed.stats)}  # noqa: E731
+            app = ingest_health_app(self.store, self.broker, self.stats, self._ingest_error, details)
+            await self._serve_http(app, deadline)
+            return
         if self.campaigns is not None:
             await self.campaigns.db.open()
             self._stack.push_async_callback(deadline.run, "campaign tables", self.campaigns.db.close)
             await self.campaigns.start()
             self._stack.push_async_callback(deadline.run, "campaigns", self.campaigns.close)
 
-        sock = _listen(cfg.server.host, cfg.server.port)
+        embedded = self.embedded
         app = create_app(
             ApiContext(
                 config=cfg,
@@ -243,9 +304,9 @@ class CloudServer:
                 stats=self.stats,
                 authorizer=self.authorizer,
                 broker=self.broker,
-                serve_websocket=self.broker.serve_websocket,
-                tcp_port=lambda: self.broker.tcp_port,
-                ingest_error=lambda: self.ingest.last_store_error,
+                serve_websocket=embedded.serve_websocket if embedded is not None else None,
+                tcp_port=lambda: embedded.tcp_port if embedded is not None else None,
+                ingest_error=self._ingest_error,
                 identity=self.identity,
                 policy=self.policy,
             )
@@ -258,6 +319,9 @@ class CloudServer:
         )  # fmt: skip
         app.include_router(updates)
         app.include_router(events_router(self.store))
+        app.include_router(rules_router(self.cloud_rules))
+        app.include_router(export_router(self.store))
+        app.include_router(reports_router(self.reports))
         app.include_router(console_router())  # the operators' web app at /console/ (and /)
         if self.rabbitmq_auth is not None:  # RabbitMQ's HTTP auth backend (docs/rabbitmq.md)
             app.include_router(rabbitmq_auth_router(self.rabbitmq_auth))
@@ -268,6 +332,14 @@ class CloudServer:
             self._stack.push_async_callback(deadline.run, "managed API", self.managed_api.close)
             self.managed_api.install(app)
         self._start_rabbitmq_closing(deadline)
+        await self._serve_http(app, deadline)
+
+    def _ingest_error(self) -> str | None:
+        return self.ingest.last_store_error if self.role != "api" else None
+
+    async def _serve_http(self, app: Any, deadline: _Deadline) -> None:
+        cfg = self.config
+        sock = _listen(cfg.server.host, cfg.server.port)
         uv_config = uvicorn.Config(
             app,
             lifespan="off",
@@ -293,17 +365,21 @@ class CloudServer:
         self._tasks.append(http_task)
         self._stack.push_async_callback(deadline.run, "http", lambda: _stop_http(http, http_task, sock))
         bound = sock.getsockname()
+        tcp_port = self.embedded.tcp_port if self.embedded is not None else None
         self._info = ServerInfo(
             host=cfg.server.host,
             port=bound[1],
             scheme="https" if cfg.server.certfile else "http",
-            tcp_port=self.broker.tcp_port,
+            tcp_port=tcp_port,
         )
+        if self.embedded is None:
+            _LOGGER.info("cloud %s worker listening on %s (broker: RabbitMQ)", self.role, self._info.base_url)
+            return
         _LOGGER.info(
             "cloud listening on %s (MQTT over WebSockets %s%s)",
             self._info.base_url,
             self._info.mqtt_ws_url,
-            f", MQTT over TCP port {self.broker.tcp_port}" if self.broker.tcp_port else "",
+            f", MQTT over TCP port {tcp_port}" if tcp_port else "",
         )
 
     def _start_rabbitmq_closing(self, deadline: _Deadline) -> None:

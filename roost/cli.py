@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from roost import oidc_cli
 
     oidc_cli.add_parser(cl)
+    from roost import export_cli
+
+    export_cli.add_parsers(cl)
     from roost import bundle_cli
 
     bundle_cli.add_parser(sub)

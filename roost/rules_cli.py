@@ -10,6 +10,10 @@ annotation, command and derived reading is printed as one JSON object per line o
 ``type``); a summary goes to stderr. Input lines are JSON objects ``{"ts", "sensor", "metric",
 "value", "unit"}`` (``ts``: seconds since the epoch or RFC 3339); a bad line is reported with its
 line number and skipped, and the exit code is 1 at the end if there was any.
+
+``--cloud`` runs rules as the cloud does (docs/rules.md, "Rules in the cloud"): each input line names its
+``gateway`` (or is a gateway's ``status``, online or offline), and ``--gateways FILE.json`` gives the
+gateways' sites and tags; ``check --cloud`` also refuses command targets that name no gateway.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def add_parser(commands: Any) -> None:
     sub = p.add_subparsers(dest="rules_action", required=True, metavar="ACTION")
     chk = sub.add_parser("check", help="validate rule files (exit 1 naming the file, line, rule and field)")
     chk.add_argument("files", nargs="+", metavar="FILE", help="rule files (TOML)")
+    chk.add_argument("--cloud", action="store_true", help="rules for the cloud: commands must name their gateway")
     chk.set_defaults(func=check_command)
     run = sub.add_parser("run", help="replay readings (JSON lines) in event time; print outputs as JSON lines")
     run.add_argument("files", nargs="+", metavar="FILE", help="rule files (TOML)")
@@ -45,6 +50,12 @@ def add_parser(commands: Any) -> None:
         help="let time run on to TS after the last reading (epoch seconds, RFC 3339, or +DURATION such as +1h)",
     )
     run.add_argument("--uplink", action="store_true", help="also print the readings uplink shaping keeps")
+    run.add_argument(
+        "--cloud",
+        action="store_true",
+        help="run as the cloud does: input lines name their gateway (or are a gateway's online/offline status)",
+    )
+    run.add_argument("--gateways", metavar="JSON", help='with --cloud: {"gw": {"site": "...", "tags": [...]}}')
     run.set_defaults(func=run_command)
 
 
@@ -61,6 +72,15 @@ def check_command(args: argparse.Namespace) -> int:
             for e in exc.all():
                 print(f"roost rules check: {e}", file=sys.stderr)
             continue
+        if getattr(args, "cloud", False):
+            from cloud.cloudrules.replay import cloud_problems
+
+            problems = cloud_problems(rs)
+            if problems:
+                bad += 1
+                for p in problems:
+                    print(f"roost rules check: {p}", file=sys.stderr)
+                continue
         shaping = sum(1 for r in rs.rules if r.is_shaping)
         names = ", ".join(r.name for r in rs.rules)
         print(f"{f}: OK ({len(rs.rules)} rules, {shaping} of them uplink shaping: {names})")
@@ -87,12 +107,22 @@ def _time(value: Any, what: str) -> float:
     return t
 
 
-def parse_reading(line: str) -> Reading:
-    """One input line as a Reading; ValueError saying what is wrong."""
+def parse_reading(line: str, *, cloud: bool = False) -> Reading:
+    """One input line as a Reading; ValueError saying what is wrong.
+
+    ``cloud``: the line names its gateway (or is a gateway's status), and the reading is the one cloud
+    rules see (sensor ``{gateway}/{sensor}``, or the gateway's presence).
+    """
     try:
         obj = json.loads(line)
     except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from exc
+    if cloud:
+        from cloud.cloudrules.replay import split_line, to_cloud
+
+        gateway, fields, online = split_line(obj)
+        reading = None if fields is None else parse_reading(json.dumps(fields))
+        return to_cloud(gateway, reading, online, _time(obj.get("ts"), "ts"))
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     unknown = set(obj) - {"ts", "sensor", "metric", "value", "unit"}
@@ -150,6 +180,19 @@ def run_command(args: argparse.Namespace) -> int:
         for e in exc.all():
             print(f"roost rules run: {e}", file=sys.stderr)
         return 1
+    tag_source = None
+    if args.cloud or args.gateways:
+        from cloud.cloudrules.replay import load_gateways
+        from cloud.cloudrules.replay import tag_source as cloud_tags
+
+        if not args.cloud:
+            print("roost rules run: --gateways goes with --cloud", file=sys.stderr)
+            return 2
+        try:
+            tag_source = cloud_tags(load_gateways(args.gateways))
+        except ValueError as exc:
+            print(f"roost rules run: {exc}", file=sys.stderr)
+            return 2
     out = sys.stdout
     kinds: Counter[str] = Counter()
 
@@ -169,7 +212,7 @@ def run_command(args: argparse.Namespace) -> int:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
-                r = parse_reading(line)
+                r = parse_reading(line, cloud=args.cloud)
             except ValueError as exc:
                 bad += 1
                 print(f"roost rules run: {args.input}:{number}: {exc}", file=sys.stderr)
@@ -177,7 +220,7 @@ def run_command(args: argparse.Namespace) -> int:
             total += 1
             if scheduler is None or engine is None:
                 scheduler = HistoricalScheduler(datetime.fromtimestamp(r.ts, UTC))
-                engine = Engine(ruleset, scheduler=scheduler, sink=sink)
+                engine = Engine(ruleset, scheduler=scheduler, sink=sink, tag_source=tag_source)
             if r.ts > last:
                 last = r.ts
                 scheduler.advance_to(datetime.fromtimestamp(r.ts, UTC))  # timers due before this reading fire first

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from cloud.authz import Principal
+
+Settle = Callable[[bool], Awaitable[None]]
+"""``settle(True)``: the message is stored (or counted as refused or ignored); ``settle(False)``: deliver it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,8 @@ class Received:
     payload: bytes
     client_id: str
     principal: Principal | None
+    settle: Settle | None = None
+    """Set by brokers that redeliver what is not settled (RabbitMQ): call it once done; None: nothing to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ from cloud.broker.base import MessageBroker
 from cloud.fleet.commands import CommandCenter, CommandRecord
 from cloud.fleet.registry import FleetRegistry, GatewayMeta
 from cloud.identity.service import IdentityService
-from cloud.store import GatewayRow, Store
+from cloud.store import GatewayRow
+from cloud.store_api import ReadingStore
 from wire import state as wire_state
 from wire import topics
 from wire.errors import PayloadError
@@ -79,7 +80,7 @@ class FleetService:
 
     def __init__(
         self,
-        store: Store,
+        store: ReadingStore,
         registry: FleetRegistry,
         commands: CommandCenter,
         broker: MessageBroker,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloud.cloudrules.naming import CLOUD_GATEWAY
 from cloud.identity import hashing
 from cloud.identity.db import (
     ROLES,
@@ -222,6 +223,8 @@ def enroll_gateway(
     with opened(db) as conn:
         if gateway_id is not None:
             check_gateway(gateway_id)
+            if gateway_id == CLOUD_GATEWAY:
+                raise ValueError(f"gateway id {gateway_id!r} is reserved: the cloud's own rules raise alerts under it")
         elif hardware_id and (prior := conn.gateway_by_hardware(hardware_id)) and prior.tenant == tenant:
             gateway_id = prior.id
         elif hardware_id and _valid_gateway(hardware_id):
@@ -236,7 +239,7 @@ def _valid_gateway(text: str) -> bool:
         check_gateway(text)
     except ValueError:
         return False
-    return True
+    return text != CLOUD_GATEWAY
 
 
 def approve_device(db: DbArg, user_code: str, tenant: str, gateway_id: str | None = None) -> GatewayRecord:

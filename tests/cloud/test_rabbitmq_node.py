@@ -1,34 +1,30 @@
 """A real RabbitMQ 3.10 node (Debian's rabbitmq-server) asks the cloud who may connect, publish and subscribe.
 
-The node is this module's own: its node name, AMQP/MQTT/Web-MQTT/management/distribution ports, epmd, data
-and log directories, config and enabled-plugins files and cookie, all on 127.0.0.1 under a temporary
-directory. It authenticates through ``rabbitmq_auth_backend_cache`` in front of ``rabbitmq_auth_backend_http``
-pointed at a cloud on a fixed free port (each test starts its own cloud there); its management user is in
+The node is this module's own (tests/rabbitmq_cluster.py, a cluster of one): its node name,
+AMQP/MQTT/Web-MQTT/management/distribution ports, epmd, data and log directories, config and enabled-plugins
+files and cookie, all on 127.0.0.1 under a temporary directory. It authenticates through
+``rabbitmq_auth_backend_cache`` in front of ``rabbitmq_auth_backend_http`` pointed at a cloud on a fixed free
+port (each test starts its own cloud there); its management user is in
 RabbitMQ's internal database, which is asked first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
-import os
 import queue
-import secrets
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 import paho.mqtt.client as paho
-import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -37,174 +33,45 @@ from cloud.identity import admin
 from cloud.server import CloudServer
 from tests.cloud.identity.conftest import enroll_by_device, identity_of, operator_token
 from tests.e2e.harness import ROOT, free_port
+from tests.rabbitmq_cluster import ADMIN_USER, SBIN, VHOST, RabbitCluster, RabbitNode, missing
 
 pytestmark = pytest.mark.slow
 
 _LOGGER = logging.getLogger(__name__)
 
-SBIN = sorted(glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin"))
-EPMD = "/usr/bin/epmd"
-VHOST = "roost"
-ADMIN_USER = "roost-admin"
-START_TIMEOUT_S = 90.0
 CACHE_TTL_MS = 2000
 WAIT = 10.0
 
-if not SBIN or not Path(EPMD).exists():
-    pytest.skip(
-        "Debian's rabbitmq-server package is not installed (`make deps` installs it when run as root)",
-        allow_module_level=True,
-    )
+if missing() is not None:
+    pytest.skip(str(missing()), allow_module_level=True)
 
 
 @dataclass
 class Node:
-    """A running RabbitMQ node of this module."""
+    """The module's RabbitMQ node (a cluster of one, tests/rabbitmq_cluster.py) and the cloud port it asks."""
 
-    base: Path
+    cluster: RabbitCluster
     cloud_port: int
-    amqp: int = field(default_factory=free_port)
-    mqtt: int = field(default_factory=free_port)
-    web_mqtt: int = field(default_factory=free_port)
-    management: int = field(default_factory=free_port)
-    dist: int = field(default_factory=free_port)
-    epmd_port: int = field(default_factory=free_port)
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    started_in_s: float = 0.0
-    popen: subprocess.Popen[bytes] | None = None
-    epmd: subprocess.Popen[bytes] | None = None
 
     @property
-    def name(self) -> str:
-        return f"roost-test-{self.amqp}@localhost"
+    def rabbit(self) -> RabbitNode:
+        return self.cluster.nodes[0]
+
+    @property
+    def password(self) -> str:
+        return self.cluster.password
 
     @property
     def management_url(self) -> str:
-        return f"http://127.0.0.1:{self.management}"
+        return self.rabbit.management_url
 
-    def config(self) -> str:
-        auth = f"http://127.0.0.1:{self.cloud_port}/rabbitmq/auth"
-        return f"""
-listeners.tcp.default = 127.0.0.1:{self.amqp}
-mqtt.listeners.tcp.default = 127.0.0.1:{self.mqtt}
-mqtt.allow_anonymous = false
-mqtt.vhost = {VHOST}
-mqtt.exchange = amq.topic
-web_mqtt.tcp.ip = 127.0.0.1
-web_mqtt.tcp.port = {self.web_mqtt}
-management.tcp.ip = 127.0.0.1
-management.tcp.port = {self.management}
-collect_statistics_interval = 1000
-default_vhost = {VHOST}
-default_user = {ADMIN_USER}
-default_pass = {self.password}
-default_user_tags.administrator = true
-auth_backends.1 = internal
-auth_backends.2.authn = http
-auth_backends.2.authz = cache
-auth_cache.cached_backend = http
-auth_cache.cache_ttl = {CACHE_TTL_MS}
-auth_http.http_method = post
-auth_http.user_path = {auth}/user
-auth_http.vhost_path = {auth}/vhost
-auth_http.resource_path = {auth}/resource
-auth_http.topic_path = {auth}/topic
-log.console = false
-log.file.level = info
-"""
+    @property
+    def mqtt(self) -> int:
+        return self.rabbit.mqtt
 
-    def env(self) -> dict[str, str]:
-        home = self.base / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16))
-        cookie.chmod(0o600)
-        (self.base / "rabbitmq.conf").write_text(self.config())
-        plugins = (
-            "rabbitmq_mqtt,rabbitmq_web_mqtt,rabbitmq_auth_backend_http,rabbitmq_auth_backend_cache,rabbitmq_management"
-        )
-        (self.base / "enabled_plugins").write_text(f"[{plugins}].\n")
-        keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
-        return {
-            **keep,
-            "HOME": str(home),
-            "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.amqp),
-            "RABBITMQ_DIST_PORT": str(self.dist),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.base / "log"),
-            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.base / "advanced.config"),
-            "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(self.base / "rabbitmq.pid"),
-        }
-
-    def start(self) -> None:
-        env = self.env()
-        with (self.base / "node.out").open("wb") as out:
-            # Our own epmd, in the foreground: it goes when we stop it (a node-started one would outlive the node).
-            self.epmd = subprocess.Popen(
-                [EPMD, "-address", "127.0.0.1", "-port", str(self.epmd_port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            started = time.monotonic()
-            self.popen = subprocess.Popen(
-                [f"{SBIN[-1]}/rabbitmq-server"], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = started + START_TIMEOUT_S
-        while True:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"the RabbitMQ node exited ({self.popen.returncode}):\n{self.tail()}")
-            try:
-                r = httpx.get(f"{self.management_url}/api/overview", auth=(ADMIN_USER, self.password), timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the RabbitMQ node did not start in {START_TIMEOUT_S} s:\n{self.tail()}")
-            time.sleep(0.25)
-        self.started_in_s = time.monotonic() - started
-        _LOGGER.info("RabbitMQ node %s answered after %.1f s", self.name, self.started_in_s)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the node's process group, SIGKILL after ``timeout``; then our epmd by its pid."""
-        if self.popen is not None and self.popen.poll() is None:
-            pgid = os.getpgid(self.popen.pid)
-            os.killpg(pgid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(pgid, signal.SIGKILL)
-                self.popen.wait(5)
-        if self.epmd is not None and self.epmd.poll() is None:
-            self.epmd.terminate()
-            try:
-                self.epmd.wait(5)
-            except subprocess.TimeoutExpired:
-                self.epmd.kill()
-                self.epmd.wait(5)
-
-    def tail(self, n: int = 40) -> str:
-        lines: list[str] = []
-        for log in [self.base / "node.out", *sorted((self.base / "log").glob("*.log"))]:
-            if log.exists():
-                lines += [f"{log.name}: {line}" for line in log.read_text(errors="replace").splitlines()[-n:]]
-        return "\n".join(lines)
-
-    def rss_mb(self) -> float:
-        """The resident memory of the node's Erlang VM (the start script's beam.smp child), MB."""
-        assert self.popen is not None
-        children = psutil.Process(self.popen.pid).children(recursive=True)
-        beam = [c for c in children if c.name().startswith("beam")]
-        assert beam, "the node's beam.smp process was not found"
-        return float(beam[0].memory_info().rss) / (1 << 20)
+    @property
+    def web_mqtt(self) -> int:
+        return self.rabbit.web_mqtt
 
     async def publish(self, routing_key: str, payload: str, *, must_route: bool = True) -> bool:
         """Publish as the cloud does (the internal administrator), through the management API; whether it was routed."""
@@ -228,13 +95,12 @@ log.file.level = info
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    """One RabbitMQ node for the module (it takes about 10 s to start)."""
-    rmq = Node(tmp_path_factory.mktemp("rabbitmq"), cloud_port=free_port())
-    try:
-        rmq.start()
-        yield rmq
-    finally:
-        rmq.stop()
+    """One RabbitMQ node for the module (it takes about 10 s to start), asking a cloud on a fixed free port."""
+    cloud_port = free_port()
+    auth = f"http://127.0.0.1:{cloud_port}/rabbitmq/auth"
+    base = tmp_path_factory.mktemp("rabbitmq")
+    with RabbitCluster(base, size=1, auth_url=auth, cache_ttl_ms=CACHE_TTL_MS, stats_interval_ms=1000) as cluster:
+        yield Node(cluster, cloud_port)
 
 
 @pytest.fixture
@@ -308,7 +174,7 @@ class Client:
 
 def test_the_node_is_debian_310(node: Node) -> None:
     assert "rabbitmq_server-3.10." in SBIN[-1]
-    print(f"RabbitMQ node answered after {node.started_in_s:.1f} s, {node.rss_mb():.0f} MB RSS")
+    print(f"RabbitMQ node answered after {node.rabbit.started_in_s:.1f} s, {node.rabbit.rss_mb():.0f} MB RSS")
 
 
 async def test_gateway_publishes_its_own_topics_only_and_a_forged_token_cannot_connect(

@@ -105,7 +105,7 @@ async def test_rollups_survive_a_restart_and_are_built_for_an_older_store(tmp_pa
     config = loads(BASE_CONFIG, base_dir=tmp_path)
     async with CloudServer(config) as server:
         await _commit(server.store, *SERIES)
-        path = server.store.path
+        path = config.store.path
     async with CloudServer(config) as server:
         assert [b["count"] for b in (await _buckets(server, resolution="1h"))["items"]] == [4, 1]
         await _commit(server.store, _at(1, 2.0))  # still kept after the restart

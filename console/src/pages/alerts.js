@@ -1,4 +1,5 @@
 // Alerts: open, acknowledged and cleared, with who acknowledged when; acknowledging one.
+// Gateway alerts and cloud-rule alerts side by side; a cloud rule's alert says so in the Gateway column.
 import { useState } from "preact/hooks";
 import { enc, path, post } from "../api.js";
 import { ErrorNote, Loading, html, show, useApi, when } from "../ui.js";
@@ -9,6 +10,9 @@ const FILTERS = [
   ["cleared", "Cleared"],
   ["all", "All"],
 ];
+
+// Alerts of cloud rules (rules over several gateways, docs/rules.md) are stored under this gateway id.
+const CLOUD = "cloud";
 
 function stateOf(a) {
   if (a.state === "open" && a.acknowledged_by) return "acknowledged";
@@ -45,7 +49,9 @@ export function AlertsPage() {
         <thead><tr><th scope="col">Alert</th><th scope="col">Gateway</th><th scope="col">State</th><th scope="col">Severity</th><th scope="col">Message</th><th scope="col">Value</th><th scope="col">Raised</th><th scope="col">Acknowledged</th><th scope="col"><span class="sr-only">Action</span></th></tr></thead>
         <tbody>${items.map((a) => html`<tr data-alert=${a.key} data-state=${stateOf(a)}>
           <th scope="row">${a.key}</th>
-          <td><a href=${`#/gateways/${enc(a.gateway)}`}>${a.gateway}</a></td>
+          <td>${a.gateway === CLOUD
+            ? html`<span class="badge" data-cloud-rule title="Raised by a cloud rule, over the readings of several gateways">cloud rule</span>`
+            : html`<a href=${`#/gateways/${enc(a.gateway)}`}>${a.gateway}</a>`}</td>
           <td><span class=${`badge ${a.state === "open" ? (a.acknowledged_by ? "warn" : "bad") : "ok"}`}>${stateOf(a)}</span></td>
           <td>${a.severity || "–"}</td>
           <td>${a.message || "–"}</td>

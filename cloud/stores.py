@@ -1,0 +1,27 @@
+"""The store the config asks for: SQLite (``[store] backend = "sqlite"``, the default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from cloud.config import CloudConfig
+from cloud.errors import StoreError
+from cloud.pgstore import PgStore
+from cloud.store import Store
+
+
+def make_store(config: CloudConfig) -> Store | PgStore:
+    """A new, unopened store for ``config.store``."""
+    section = config.store
+    if section.backend == "sqlite":
+        return Store(section.path)
+    try:
+        dsn = section.postgresql_dsn()
+    except OSError as exc:
+        raise StoreError(f"{section.dsn_file}: cannot read the PostgreSQL connection string: {exc.strerror}") from exc
+    if not dsn:
+        raise StoreError(f"{section.dsn_file}: the PostgreSQL connection string file is empty")
+    return PgStore(
+        dsn,
+        partition_days=section.partition_days,
+        partitions_ahead=section.partitions_ahead,
+        read_connections=section.read_connections,
+    )
