@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from cloud.api import Caller, _allow, parse_time
 from cloud.errors import ApiError
-from cloud.export import MEDIA_TYPES, ExportFormat, ExportInvalid, ExportRequest, ExportResolution, export_chunks
+from cloud.export_request import MEDIA_TYPES, ExportFormat, ExportInvalid, ExportRequest, ExportResolution
 from cloud.store_api import ReadingStore
 
 _FILE: dict[int | str, dict[str, Any]] = {
@@ -69,6 +69,8 @@ def export_router(store: ReadingStore) -> APIRouter:
             )
         except ExportInvalid as exc:
             raise ApiError(400, exc.problem, parameter=exc.parameter) from None
+        from cloud.export import export_chunks  # pyarrow: loaded by the first export, not at start
+
         return StreamingResponse(
             export_chunks(store, req),
             media_type=MEDIA_TYPES[req.format],

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -29,7 +29,6 @@ from cloud.authz import AllowListAuthorizer, Authorizer
 from cloud.broker.base import MessageBroker
 from cloud.broker.embedded import EmbeddedBroker
 from cloud.broker.rabbitmq_admin import ConnectionClosing
-from cloud.broker.rabbitmq_amqp import RULES_KINDS, AmqpSettings, RabbitMQBroker
 from cloud.broker.rabbitmq_auth import RabbitMQAuth, rabbitmq_auth_router
 from cloud.cloudrules.feed import RulesFeed
 from cloud.cloudrules.routes import rules_router
@@ -59,6 +58,9 @@ from cloud.stats import Stats
 from cloud.stores import make_store
 from cloud.tokenauth import TokenAuthenticator
 from cloud.worker_health import ingest_health_app
+
+if TYPE_CHECKING:
+    from cloud.broker.rabbitmq_amqp import RabbitMQBroker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -136,13 +138,18 @@ class CloudServer:
         self.retention: RetentionTask | None = None
         self.role = config.server.role
         self.embedded: EmbeddedBroker | None = None
+        self.rabbit: RabbitMQBroker | None = None
         self.broker: MessageBroker
         if config.broker.kind == "rabbitmq":  # scale-out: RabbitMQ's MQTT plugin faces the gateways (docs/deploy.md)
             consume = self.role != "api"
+            # aio-pika (about 17 MB) is loaded only here, by a cloud that uses RabbitMQ
+            from cloud.broker.rabbitmq_amqp import RULES_KINDS, AmqpSettings, RabbitMQBroker
+
             amqp = AmqpSettings.from_config(config.broker, consume=consume, exchange=config.rabbitmq.exchange)
             if self.role == "rules":  # every gateway's readings and status, from a queue of its own
                 amqp = dataclasses.replace(amqp, queue=config.rules.amqp_queue, bindings=RULES_KINDS)
-            self.broker = RabbitMQBroker(amqp)
+            self.rabbit = RabbitMQBroker(amqp)
+            self.broker = self.rabbit
         else:
             self.embedded = EmbeddedBroker(
                 self.authorizer,
@@ -283,7 +290,7 @@ class CloudServer:
             self._stack.push_async_callback(deadline.run, "ingest", lambda: _finish(ingest_task))
         self._stack.push_async_callback(deadline.run, "broker", self.broker.stop)
         if self.role in ("ingest", "rules"):
-            details = self.broker.details if isinstance(self.broker, RabbitMQBroker) else dict
+            details = self.rabbit.details if self.rabbit is not None else dict
             if self.rules_feed is not None:
                 feed, rabbit = self.rules_feed, details
                 details = lambda: {**rabbit(), "rules_feed": dataclasses.asdict(feed.stats)}  # noqa: E731

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cloud.config import CloudConfig
 from cloud.errors import StoreError
-from cloud.pgstore import PgStore
 from cloud.store import Store
+
+if TYPE_CHECKING:
+    from cloud.pgstore import PgStore
 
 
 def make_store(config: CloudConfig) -> Store | PgStore:
@@ -19,6 +23,8 @@ def make_store(config: CloudConfig) -> Store | PgStore:
         raise StoreError(f"{section.dsn_file}: cannot read the PostgreSQL connection string: {exc.strerror}") from exc
     if not dsn:
         raise StoreError(f"{section.dsn_file}: the PostgreSQL connection string file is empty")
+    from cloud.pgstore import PgStore  # psycopg (about 23 MB): loaded only by a cloud that uses PostgreSQL
+
     return PgStore(
         dsn,
         partition_days=section.partition_days,

@@ -46,7 +46,7 @@ def _time_us(name: str, text: str | None) -> int | None:
 
 
 def _request(args: argparse.Namespace) -> Any:
-    from cloud.export import ExportRequest
+    from cloud.export_request import ExportRequest
 
     return ExportRequest(
         tenant=args.tenant,
@@ -122,7 +122,7 @@ def run_export(args: argparse.Namespace) -> int:
     import httpx
 
     from cloud.errors import CloudError
-    from cloud.export import ExportInvalid
+    from cloud.export_request import ExportInvalid
 
     if (args.config is None) == (args.url is None):
         print("roost cloud export: give either --config (read the store) or --url (ask the API)", file=sys.stderr)

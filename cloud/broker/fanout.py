@@ -103,11 +103,32 @@ class FilterIndex(dict[str, list[tuple[Any, int]]]):
 
 
 class IndexedBroker(Broker):  # type: ignore[misc]
-    """amqtt's broker, delivering each message to the filters :class:`FilterIndex` names for its topic."""
+    """amqtt's broker, delivering each message to the filters :class:`FilterIndex` names for its topic.
+
+    It also remembers each client's filters, so a client that connects or leaves has its subscriptions removed
+    without amqtt's walk through every filter of the fleet (connections were set up at 420/s with 500 gateways
+    connected and 83/s with 2,500).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._subscriptions: FilterIndex = FilterIndex()
+        self._filters_of: dict[str, set[str]] = {}
+        """Client id -> the filters it subscribed to (some may since have been removed: harmless)."""
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
+        """amqtt's subscribe, remembering the filter under the client's id when it was granted."""
+        granted: int = await super().add_subscription(subscription, session)
+        if granted != 0x80:
+            self._filters_of.setdefault(session.client_id, set()).add(subscription[0])
+        return granted
+
+    async def _del_all_subscriptions(self, session: Any) -> None:
+        """Remove every subscription of ``session``, looking only at the filters it subscribed to."""
+        for topic_filter in self._filters_of.pop(session.client_id, ()):
+            removed = topic_filter in self._subscriptions and self._del_subscription(topic_filter, session)
+            if removed and not self._subscriptions[topic_filter]:
+                del self._subscriptions[topic_filter]
 
     async def _run_broadcast(self, running_tasks: deque[asyncio.Task[Any]]) -> None:
         """Take one message off the broadcast queue and start its delivery to every subscriber allowed to have it."""

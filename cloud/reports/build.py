@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.eventstore import EventQuery
-from cloud.export import ExportRequest, export_to_file
+from cloud.export_request import ExportRequest
 from cloud.reports import figures
 from cloud.reports.figures import DayFigures, SeriesFigures
 from cloud.reports.traffic import SLOTS_PER_DAY, DayTraffic, Traffic
@@ -189,6 +189,7 @@ async def make_report(
     folder: Path,
 ) -> dict[str, Any]:
     """Make the report of ``tenant``'s ``day`` in ``folder`` (created); its figures as ``report.json`` holds them."""
+    from cloud.export import export_to_file  # pyarrow: loaded by the first report, not at start
     from cloud.reports.page import render
 
     since_us, until_us = day_range_us(day)

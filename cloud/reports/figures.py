@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from cloud.reports.traffic import SLOT_S
 
 DAY_S = 86_400
@@ -100,6 +98,8 @@ def _series(row: tuple[Any, ...]) -> SeriesFigures:
 
 def compute(parquet: Path, day_start_us: int) -> DayFigures:
     """The figures of the export at ``parquet`` (the readings of one day starting at ``day_start_us``)."""
+    import duckdb  # about 27 MB: loaded by the first report, not at start
+
     db = duckdb.connect()
     try:
         params = {"path": str(parquet)}

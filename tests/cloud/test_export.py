@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cloud.config import load
-from cloud.export import ExportFormat, ExportRequest, export_chunks
+from cloud.export import export_chunks
+from cloud.export_request import ExportFormat, ExportRequest
 from cloud.server import CloudServer
 from cloud.store import PackWrite
 from cloud.store_api import ReadingStore

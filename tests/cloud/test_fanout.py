@@ -123,3 +123,25 @@ async def test_delivery_goes_on_while_clients_subscribe_during_it() -> None:
         [(f"op-{i}", "roost/acme/gw-1/telemetry/b1") for i in range(3)] + [("gw-1", "roost/acme/gw-1/ack")]
     )
     assert subscribed == 4
+
+
+async def test_a_client_leaving_removes_its_own_subscriptions_and_nobody_elses() -> None:
+    broker = IndexedBroker({"listeners": {"default": {"type": "external"}}, "plugins": {}})
+
+    async def allowed(session: Any, topic: str, action: Any) -> bool:
+        return True
+
+    broker._topic_filtering = allowed  # type: ignore[method-assign]
+    one, two = _Session("gw-1"), _Session("gw-2")
+    for session in (one, two):
+        for tail in ("ack", "cmd/+"):
+            assert await broker.add_subscription((f"roost/acme/{session.client_id}/{tail}", 1), session) == 1
+        assert await broker.add_subscription(("roost/acme/+/telemetry/#", 0), session) == 0
+    assert await broker.add_subscription(("roost/acme/#/bad", 1), one) == 0x80  # refused: not remembered
+    await broker._del_all_subscriptions(one)
+    assert set(broker._subscriptions) == {"roost/acme/gw-2/ack", "roost/acme/gw-2/cmd/+", "roost/acme/+/telemetry/#"}
+    assert [s.client_id for s, _ in broker._subscriptions["roost/acme/+/telemetry/#"]] == ["gw-2"]
+    assert set(broker._subscriptions.candidates("roost/acme/gw-1/cmd/x")) == {"roost/acme/+/telemetry/#"}
+    await broker._del_all_subscriptions(one)  # twice: nothing left to remove
+    await broker._del_all_subscriptions(two)
+    assert dict(broker._subscriptions) == {}

@@ -90,3 +90,16 @@ async def test_https_and_wss(tmp_path: Path) -> None:
             doc = (await api.get("/.well-known/roost")).json()
     assert doc["mqtt_ws_url"] == f"wss://localhost:{server.info.port}/mqtt"
     assert doc["api_url"] == f"https://localhost:{server.info.port}/api/v1"
+
+
+def test_the_cloud_loads_its_heavy_libraries_only_when_configured_to_use_them() -> None:
+    """pyarrow, DuckDB, psycopg and aio-pika cost about 125 MB together: a small cloud that uses none pays none."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cloud.server\n"
+        "print(','.join(m for m in ('pyarrow', 'duckdb', 'psycopg', 'aio_pika') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == ""
