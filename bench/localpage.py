@@ -17,7 +17,6 @@ import re
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.localpage import cert  # noqa: E402
 from gateway.localpage import pin as pins  # noqa: E402
-from tests.systemd.rig import ROOST, NotifySocket, env_for, free_port, gateway_toml, post_text, rss_kb  # noqa: E402
+from tests.systemd.rig import free_port, gateway_toml, post_text, ready_gateway, rss_kb  # noqa: E402
 
 RSS_CEILING_MB = 15.0
 PAGE_P95_CEILING_MS = 200.0
@@ -96,15 +95,7 @@ def _run(
         toml += f'[local]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\nmdns = {str(mdns).lower()}\n'
     cfg = tmp / f"{name}.toml"
     cfg.write_text(toml)
-    notify = NotifySocket(tmp / f"{name}.notify")
-    proc = subprocess.Popen(
-        [str(ROOST), "gateway", "run", "--config", str(cfg)],
-        env=env_for(notify.path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        notify.wait_for("READY", "1", timeout=30)
+    with ready_gateway(cfg, tmp / f"{name}.notify") as proc:
 
         async def posts() -> None:
             for i in range(POSTS):
@@ -118,14 +109,6 @@ def _run(
         times = asyncio.run(_use(port, state, rounds)) if page else []
         time.sleep(0.5)
         return idle, rss_kb(proc.pid), times
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        notify.close()
 
 
 def main() -> None:

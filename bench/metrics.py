@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.systemd.rig import ROOST, NotifySocket, env_for, free_port, gateway_toml, post_text, rss_kb  # noqa: E402
+from tests.systemd.rig import free_port, gateway_toml, post_text, ready_gateway, rss_kb  # noqa: E402
 
 CEILING_MB = 3.0
 SCRAPE_CEILING_MS = 50.0
@@ -52,15 +51,7 @@ def _run(tmp: Path, *, metrics: bool, scrapes: int) -> tuple[int, float]:
     mport = free_port() if metrics else None
     cfg = tmp / ("with.toml" if metrics else "without.toml")
     cfg.write_text(gateway_toml(tmp / cfg.stem, coap_port=coap, metrics_port=mport))
-    notify = NotifySocket(tmp / f"{cfg.stem}.notify")
-    proc = subprocess.Popen(
-        [str(ROOST), "gateway", "run", "--config", str(cfg)],
-        env=env_for(notify.path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        notify.wait_for("READY", "1", timeout=30)  # sd_notify: CoAP is listening
+    with ready_gateway(cfg, tmp / f"{cfg.stem}.notify") as proc:
 
         async def posts() -> None:
             for i in range(POSTS):
@@ -76,14 +67,6 @@ def _run(tmp: Path, *, metrics: bool, scrapes: int) -> tuple[int, float]:
             took = (time.perf_counter() - start) / scrapes * 1000
         time.sleep(1.0)
         return rss_kb(proc.pid), took
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        notify.close()
 
 
 def main() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,3 +150,26 @@ def env_for(notify: Path | None = None, watchdog_usec: int | None = None, **extr
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def ready_gateway(config: Path, notify_path: Path, *, timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+    """``roost gateway run --config config`` as its own process, yielded once it said READY=1; stopped after."""
+    notify = NotifySocket(notify_path)
+    proc = subprocess.Popen(
+        [str(ROOST), "gateway", "run", "--config", str(config)],
+        env=env_for(notify.path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        notify.wait_for("READY", "1", timeout=timeout)  # sd_notify: CoAP is listening
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        notify.close()
