@@ -183,6 +183,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_rollups.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/ingest_workers.py
 	$(BIN)/python bench/fleet.py
 
 clean:
