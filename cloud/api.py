@@ -393,17 +393,22 @@ def create_app(ctx: ApiContext) -> FastAPI:
         responses={503: {"model": models.Health, "description": "The store or the broker is failing"}},
     )
     async def healthz() -> JSONResponse:
-        """Whether the store and the broker work (503 when not), with the counters."""
+        """Whether the store and the broker work (503 when not), with the counters.
+
+        An API worker (``server.role = "api"``) whose RabbitMQ nodes are all unreachable still answers every
+        read: it says ``degraded`` with 200, so a load balancer keeps it (commands fail, saying why, meanwhile).
+        """
         store_ok = await ctx.store.ping() and ctx.ingest_error() is None
         broker_ok = ctx.broker.healthy
         ok = store_ok and broker_ok
+        degraded = store_ok and not broker_ok and ctx.config.server.role == "api"
         body = {
-            "status": "ok" if ok else "failing",
+            "status": "ok" if ok else "degraded" if degraded else "failing",
             "store": "ok" if store_ok else (ctx.ingest_error() or "failing"),
             "broker": "ok" if broker_ok else "failing",
             "counters": ctx.stats.as_dict(),
         }
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return JSONResponse(body, status_code=200 if ok or degraded else 503)
 
     @app.get(WELL_KNOWN_PATH, response_model=models.DiscoveryDocument, response_model_exclude_none=True)
     async def discovery(request: Request) -> dict[str, Any]:

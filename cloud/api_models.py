@@ -101,7 +101,7 @@ class PolicyHistoryPage(Page):
 
 
 class Health(Item):
-    status: str = Field(description="ok or failing")
+    status: str = Field(description="ok, degraded (an API worker without its broker: reads still work) or failing")
     store: str
     broker: str
     counters: dict[str, int]
