@@ -45,6 +45,8 @@ BUDGET_S = int(os.environ.get("ROOST_FUZZ_BUDGET_S", "100"))
 EXAMPLES = int(os.environ.get("ROOST_FUZZ_EXAMPLES", "8"))
 """Examples per operation and phase; set ROOST_FUZZ_EXAMPLES (and ROOST_FUZZ_BUDGET_S) higher for a deeper run."""
 
+_ROOT = Path(__file__).resolve().parents[2]
+"""The repository: schemathesis imports tests.cloud.fuzz_hooks from it."""
 EXCLUDED = {
     # POST with wait_s (up to 30 s by design) holds each answer until the gateway answers; with no gateway
     # connected every example would wait out wait_s and the run would spend its budget waiting.
@@ -122,7 +124,13 @@ async def test_every_operation_answers_as_documented(cloud: CloudServer, tmp_pat
     for op_id in EXCLUDED:
         args += ["--exclude-operation-id", op_id]
     args += ["--exclude-path-regex", "|".join(f"({regex})" for regex in EXCLUDED_PATHS)]  # the last one counts
-    env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"}
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "SCHEMATHESIS_TELEMETRY": "false",
+        "SCHEMATHESIS_HOOKS": "tests.cloud.fuzz_hooks",  # a serializer for rule files (application/toml)
+        "PYTHONPATH": str(_ROOT),
+    }
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
