@@ -26,6 +26,7 @@ def admin(config: Path, *args: str, stdin: str = "") -> tuple[int, Any, str]:
     return out.returncode, (json.loads(out.stdout) if out.returncode == 0 else None), out.stderr
 
 
+@pytest.mark.slow  # several `roost cloud admin` processes, about 2 s (make test runs it)
 def test_bootstrap_from_the_shell(tmp_path: Path) -> None:
     cfg = tmp_path / "cloud.toml"
     cfg.write_text('[store]\npath = "state/cloud.sqlite"\n')
@@ -54,6 +55,7 @@ def test_bootstrap_from_the_shell(tmp_path: Path) -> None:
     assert (tmp_path / "state" / "identity.sqlite").exists(), "the identity DB sits next to the store"
 
 
+@pytest.mark.slow  # several `roost cloud admin` processes, about 2 s (make test runs it)
 def test_operator_create_exist_ok_is_idempotent(tmp_path: Path) -> None:
     cfg = tmp_path / "cloud.toml"
     cfg.write_text('[store]\npath = "state/cloud.sqlite"\n')
@@ -71,6 +73,7 @@ def test_operator_create_exist_ok_is_idempotent(tmp_path: Path) -> None:
     assert rc == 1 and "exists" in err
 
 
+@pytest.mark.slow  # several `roost cloud admin` processes, about 2 s (make test runs it)
 def test_token_mints_an_operator_jwt_for_scripts(tmp_path: Path) -> None:
     from cloud.identity.db import IdentityDB
     from cloud.identity.keys import KeyRing
@@ -150,6 +153,7 @@ def test_a_client_made_in_the_shell_gets_a_token_from_the_running_cloud(tmp_path
         site.stop_all()
 
 
+@pytest.mark.slow  # several `roost cloud admin` processes, about 2 s (make test runs it)
 def test_operator_disable_and_enable_from_the_shell(tmp_path: Path) -> None:
     cfg = tmp_path / "cloud.toml"
     cfg.write_text('[store]\npath = "state/cloud.sqlite"\n')

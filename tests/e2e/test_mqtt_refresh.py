@@ -16,6 +16,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.harness import Sensor, Site, free_port, wait_for_readings
 from tests.e2e.test_enrollment import (
     _claim,
@@ -28,6 +30,8 @@ from tests.e2e.test_enrollment import (
 )
 
 __all__ = ["sites"]  # the fixture
+
+pytestmark = pytest.mark.slow  # a real cloud and gateway through token expiries: 18 s (make test runs it)
 
 
 def _refresh_over_http(site: Site, refresh_token: str) -> dict[str, object]:

@@ -70,6 +70,7 @@ async def test_reads_on_a_schedule_within_the_connection_limit(hub: Hub) -> None
     assert all(s.rounds >= 2 for s in adapter.gatt.states.values())
 
 
+@pytest.mark.slow  # waits out real deadlines (make test runs it)
 async def test_a_hanging_read_times_out_and_the_device_is_retried(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
     air = radio()
     air.peripherals[MACS[0]].hang = True
@@ -102,6 +103,7 @@ async def test_a_hanging_read_times_out_and_the_device_is_retried(hub: Hub, capl
 
 # GATT reads every second keep a device whose silence limit is 2 s available for 3.5 s with no advertisement
 # (a 1 s limit raced the 1 s reads under load).
+@pytest.mark.slow  # waits out real deadlines (make test runs it)
 async def test_gatt_reads_keep_a_device_available(hub: Hub) -> None:
     air = radio()
     device = BleDeviceSection(

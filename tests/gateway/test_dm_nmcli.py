@@ -112,6 +112,7 @@ async def test_settings_that_cannot_be_activated_are_rolled_back(
     assert (await nm.current())["wifi"]["ssid"] == "Loft"
 
 
+@pytest.mark.slow  # waits out real deadlines (make test runs it)
 async def test_settings_that_lose_the_cloud_are_rolled_back(nmcli: Path, tmp_path: Path) -> None:
     nm = NmcliBackend(nmcli=str(nmcli))
     await nm.apply({"wifi": {"ssid": "Barn", "psk": "hay-and-oats"}})

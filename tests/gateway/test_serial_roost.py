@@ -19,6 +19,8 @@ from gateway.buffer import DurableBuffer
 from tests.gateway.serial_rig import eventually, port, rig
 from wire.reading import Reading
 
+pytestmark = pytest.mark.slow  # real ptys and the protocol's timeouts: 2-4 s a test (make test runs them)
+
 
 def _counter() -> NodeEmulator:
     """A node whose sample is one counter reading, so duplicates and gaps are easy to see."""

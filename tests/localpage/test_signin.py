@@ -97,6 +97,7 @@ async def test_state_changes_without_the_csrf_token_or_from_another_site_are_ref
 
 
 @pytest.mark.page_config(extra="session_idle_s = 1.5\n")
+@pytest.mark.slow  # waits out real deadlines (make test runs it)
 async def test_a_session_ends_after_being_idle_and_on_sign_out(site: Site) -> None:
     await site.browser.sign_in()
     for _ in range(3):  # activity keeps it alive past the idle time
