@@ -59,12 +59,14 @@ class PgStore:
         self._maintenance = Slot(dsn, "roost-cloud-maintenance")
         self._readers = Readers(dsn, read_connections)
         self.retried_commits = 0
+        """Commits tried again after a deadlock with another worker or a partition dropped under this one."""
         self.drop_lock_timeout_s = 5.0
         """Longest a partition drop waits for the queries running on it (then it is left for the next run)."""
-        """Commits tried again after a deadlock with another worker or a partition dropped under this one."""
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if detail.startswith("connection failed") or "could not connect" in detail:
+            detail += " (is PostgreSQL running and reachable there? check [store] dsn or dsn_file in cloud.toml)"
         return StoreError(f"{self.shown_dsn}: {what}: {detail}")
 
     @staticmethod

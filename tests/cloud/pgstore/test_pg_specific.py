@@ -88,6 +88,7 @@ async def test_an_unreachable_server_is_a_store_error_without_the_password(pg_se
     message = str(caught.value)
     assert message.startswith(f"postgresql://roost@127.0.0.1:{pg_server.port + 1}/roost: cannot open the store:")
     assert "s3cret" not in message
+    assert "is PostgreSQL running and reachable there? check [store] dsn" in message  # what to do about it
     await store.close()
 
 
